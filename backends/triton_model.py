@@ -1,0 +1,44 @@
+"""What every python-backend model.py shares: one response per request, errors per request.
+
+Importable only inside the python backend stub (triton_python_backend_utils lives there), so
+the import is inside the function; everything else in backends/ imports anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+
+class InvalidRequestError(ValueError):
+    """The request itself is wrong (bad frame, bad tensor); the client gets INVALID_ARG."""
+
+
+def model_parameter(args: dict, key: str) -> str:
+    """A string parameter of the model's config.pbtxt; raises naming the missing key."""
+    parameters = json.loads(args["model_config"]).get("parameters", {})
+    if key not in parameters:
+        raise ValueError(f"config.pbtxt of {args['model_name']} lacks parameter {key!r}")
+    return parameters[key]["string_value"]
+
+
+def respond_each(requests: list, handle: Callable[[Any], list]) -> list:
+    """Calls handle(request) -> output tensors for each request; one bad request never fails
+    the others, and its error names the problem."""
+    import triton_python_backend_utils as pb_utils
+
+    responses = []
+    for request in requests:
+        try:
+            responses.append(pb_utils.InferenceResponse(output_tensors=handle(request)))
+        except InvalidRequestError as error:
+            responses.append(
+                pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
+            )
+        except Exception as error:  # noqa: BLE001 - reported to the client, the server keeps serving
+            message = f"{type(error).__name__}: {error}"
+            responses.append(
+                pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INTERNAL))
+            )
+    return responses

@@ -1,0 +1,127 @@
+"""Starts the real tritonserver on a model repository and stops it cleanly.
+
+Used by the demo, the benchmarks and the integration tests. Ports default to free ones, so
+several servers (a test run beside a demo) never collide. The python backend stub embeds the
+interpreter that is first on PATH, so the current environment's bin/ is put first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tritonclient.grpc as grpcclient
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TRITON_HOME = REPO_ROOT / ".triton"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerStartError(RuntimeError):
+    """tritonserver exited or did not become ready; the message carries its log's tail."""
+
+
+@dataclass
+class TritonServer:
+    """A tritonserver process. Use as a context manager, or call start()/stop()."""
+
+    model_repository: Path
+    log_path: Path
+    triton_home: Path = DEFAULT_TRITON_HOME
+    grpc_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    extra_args: tuple[str, ...] = ()
+    ready_timeout_s: float = 180.0
+    _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    @property
+    def grpc_url(self) -> str:
+        return f"localhost:{self.grpc_port}"
+
+    def command(self) -> list[str]:
+        return [
+            str(self.triton_home / "bin" / "tritonserver"),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={self.triton_home / 'backends'}",
+            f"--grpc-port={self.grpc_port}",
+            f"--http-port={self.http_port}",
+            f"--metrics-port={self.metrics_port}",
+            *self.extra_args,
+        ]
+
+    def start(self) -> TritonServer:
+        binary = self.triton_home / "bin" / "tritonserver"
+        if not binary.exists():
+            raise ServerStartError(f"{binary} not found: run scripts/fetch_tritonserver.sh first")
+        env = dict(os.environ)
+        lib = str(self.triton_home / "lib")
+        env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+        env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        # Own process group: stop() reaches the python backend stubs too.
+        self._process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        log.close()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        with grpcclient.InferenceServerClient(self.grpc_url) as client:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise ServerStartError(
+                        f"tritonserver exited with code {self._process.returncode}:\n{self.log_tail()}"
+                    )
+                try:
+                    if client.is_server_ready():
+                        return
+                except Exception:  # noqa: BLE001 - not listening yet
+                    pass
+                time.sleep(0.25)
+        raise ServerStartError(f"tritonserver not ready after {self.ready_timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGTERM)
+            try:
+                self._process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
