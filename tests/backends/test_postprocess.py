@@ -1,0 +1,127 @@
+"""postprocess_reference against rfdetr's own PostProcess on the same model outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends.classes import ClassTable
+from backends.postprocess import boxes_to_pixels, postprocess_reference, select_topk
+from backends.rle import decode_mask
+import torch
+
+from tests.backends.parity import compare, rfdetr_postprocess
+
+Q, C, M = 100, 91, 78
+
+
+def coco_table() -> ClassTable:
+    from rfdetr.assets.coco_classes import COCO_CLASS_NAMES, COCO_CLASSES
+
+    return ClassTable.from_rfdetr(list(COCO_CLASS_NAMES), 90, COCO_CLASSES)
+
+
+def fake_outputs(seed: int, hot: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Model-shaped outputs: `hot` queries with a confident class and a blob mask."""
+    rng = np.random.default_rng(seed)
+    dets = rng.uniform(0.05, 0.95, (Q, 4)).astype(np.float32)
+    dets[:, 2:] = rng.uniform(0.02, 0.6, (Q, 2))
+    labels = rng.normal(-8.0, 1.0, (Q, C)).astype(np.float32)
+    queries = rng.choice(Q, hot, replace=False)
+    labels[queries, rng.integers(0, C, hot)] = rng.uniform(-1.0, 4.0, hot)
+    yy, xx = np.mgrid[0:M, 0:M]
+    masks = rng.normal(-3.0, 1.0, (Q, M, M)).astype(np.float32)
+    for q in queries:
+        cy, cx, r = rng.uniform(0, M), rng.uniform(0, M), rng.uniform(3, 30)
+        masks[q] += (8.0 * (1.0 - np.hypot(yy - cy, xx - cx) / r)).astype(np.float32)
+    return dets, labels, masks
+
+
+@pytest.mark.parametrize(
+    "image_size", [(1, 1), (7, 13), (175, 312), (480, 640), (721, 1279), (2160, 3840)]
+)
+def test_matches_rfdetr_postprocess(image_size):
+    classes = coco_table()
+    dets, labels, masks = fake_outputs(seed=sum(image_size))
+    ours = postprocess_reference(dets, labels, masks, image_size, Q, 0.3, classes)
+    oracle = rfdetr_postprocess(dets, labels, masks, image_size, Q, 0.3, classes)
+    report = compare(ours, oracle)
+    assert report.expected > 0
+    report.assert_identical()
+
+
+def test_matches_rfdetr_on_real_model_outputs(nano_onnx):
+    from backends.engine_onnx import OnnxEngine
+    from backends.preprocess import preprocess_reference
+
+    onnx_path, classes_path = nano_onnx
+    classes = ClassTable.load(classes_path)
+    engine = OnnxEngine(onnx_path)
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    out = engine(preprocess_reference(frame, 312))
+    args = (out["dets"][0], out["labels"][0], out["masks"][0], (360, 640), Q)
+    # Random weights score low: threshold 0 keeps all top-100 pairs, a strict test of the order.
+    for threshold in (0.0, 0.05):
+        report = compare(postprocess_reference(*args, threshold, classes), rfdetr_postprocess(*args, threshold, classes))
+        report.assert_identical()
+
+
+def test_tie_rule_is_descending_score_then_ascending_flat_index():
+    labels = torch.zeros((4, 3))  # every pair scores 0.5
+    labels[2, 1] = 1.0
+    scores, class_ids, query_ids = select_topk(labels, num_select=5)
+    flat = (query_ids * 3 + class_ids).tolist()
+    assert flat == [7, 0, 1, 2, 3]
+    assert scores[0] > scores[1] == scores[4]
+
+
+def test_one_query_can_yield_several_detections():
+    dets, labels, masks = fake_outputs(seed=3, hot=0)
+    labels[5, [1, 2, 3]] = 5.0  # person, bicycle, car on the same query
+    result = postprocess_reference(dets, labels, masks, (100, 200), Q, 0.5, coco_table())
+    assert sorted(result.class_ids.tolist()) == [1, 2, 3]
+    assert result.rle_counts[0] == result.rle_counts[1] == result.rle_counts[2]
+
+
+def test_no_detections_gives_empty_typed_outputs():
+    dets, labels, masks = fake_outputs(seed=4, hot=0)
+    result = postprocess_reference(dets, labels, masks, (480, 640), Q, 0.5, coco_table())
+    assert len(result) == 0
+    assert result.boxes.shape == (0, 4) and result.boxes.dtype == np.float32
+    assert result.class_ids.dtype == np.int32 and result.rle_counts == [] and result.polygons == []
+
+
+def test_unnamed_class_ids_are_dropped_after_selection():
+    dets, labels, masks = fake_outputs(seed=5, hot=0)
+    labels[0, 0] = 6.0  # COCO id 0: no name
+    labels[1, 12] = 5.0  # COCO id 12: unused, no name
+    labels[2, 1] = 4.0  # person
+    result = postprocess_reference(dets, labels, masks, (50, 50), Q, 0.5, coco_table())
+    assert result.class_ids.tolist() == [1] and result.class_names == ["person"]
+
+
+def test_fine_tuned_no_object_column_is_dropped():
+    table = ClassTable.from_rfdetr(["cat", "dog"], 2, {1: "person"})
+    dets, _, masks = fake_outputs(seed=6, hot=0)
+    labels = np.full((Q, 3), -8.0, np.float32)
+    labels[0, 2] = 6.0  # the no-object column
+    labels[1, 1] = 5.0
+    result = postprocess_reference(dets, labels, masks, (64, 64), Q, 0.5, table)
+    assert result.class_names == ["dog"]
+
+
+def test_mask_touching_the_border_keeps_border_pixels():
+    dets, labels, masks = fake_outputs(seed=7, hot=0)
+    labels[0, 1] = 5.0
+    masks[0] = -5.0
+    masks[0, :10, :10] = 5.0  # top-left corner blob
+    result = postprocess_reference(dets, labels, masks, (97, 131), Q, 0.5, coco_table())
+    mask = decode_mask(result.rle_counts[0], 97, 131)
+    assert mask[0, 0] and not mask[-1, -1]
+    assert [0, 0] in result.polygons[0].tolist()
+
+
+def test_boxes_are_clamped_to_the_frame():
+    boxes = boxes_to_pixels(torch.tensor([[0.0, 0.0, 0.5, 0.5], [1.0, 1.0, 1.0, -2.0]]), 100, 200)
+    assert boxes.tolist() == [[0.0, 0.0, 50.0, 25.0], [100.0, 100.0, 200.0, 100.0]]
