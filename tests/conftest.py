@@ -11,7 +11,8 @@ from backends.classes import ClassTable
 from tools.build_repository import RepositorySettings, build_repository, engine_num_classes
 from tools.tritonserver import REPO_ROOT, TritonServer
 
-ENGINE_CACHE = REPO_ROOT / "build" / "test-engines"
+# Shared with tools.demo: both export the same seeded random-weights Nano.
+ENGINE_CACHE = REPO_ROOT / "build" / "engines" / "random"
 # A random-weights model scores far below 0.5; this threshold keeps a few detections per frame
 # so masks, RLE and polygons are exercised end to end.
 TEST_SCORE_THRESHOLD = 0.05
