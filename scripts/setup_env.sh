@@ -12,6 +12,8 @@ pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@" 2>&1 | grep 
 pip install "torch==2.13.0"
 # setuptools<81: tritonclient's shared-memory utilities import pkg_resources.
 pip install "setuptools<81" -e ".[export,test]"
-.venv/bin/python -c "import torch, onnxruntime, tritonclient.grpc, rfdetr" \
+.venv/bin/python -c "import torch, onnxruntime, tritonclient.grpc
+from tools.torchvision_cpu import ensure_torchvision_importable; ensure_torchvision_importable()
+import rfdetr" \
   || { echo "setup_env: the environment is incomplete (see pip's output above)" >&2; exit 1; }
 scripts/fetch_tritonserver.sh .triton .venv/bin/python
