@@ -1,0 +1,166 @@
+"""This stack against the reference pipeline, measured side by side in one run.
+
+    python -m benchmarks.bench_pipeline [--frames 40] [--width 1280 --height 720] [--out DIR]
+
+On the same frames (the synthetic clip), it times:
+- the engine alone, in process (ONNX Runtime, batch 1): the floor any pipeline pays;
+- the reference pipeline in process (preprocess -> engine -> postprocess, one frame at a time),
+  with its stages timed apart;
+- the served ensemble through the real tritonserver, streamed with clients.stream over plain
+  gRPC and system shared memory at several depths, with Triton's per-stage statistics.
+It prints ms/frame, frames/s and the ratios, and writes pipeline.json and pipeline.md to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from backends.classes import ClassTable
+from backends.pipeline import ReferencePipeline
+from backends.postprocess import postprocess_reference
+from backends.preprocess import preprocess_reference
+from clients.server_stats import format_table, read_counters, stats_since
+from clients.stream import stream_frames
+from clients.transports import make_transport
+from tools.build_repository import RepositorySettings, build_repository, engine_num_classes
+from tools.export_onnx import export, output_paths
+from tools.make_sample_video import render_frames
+from tools.tritonserver import REPO_ROOT, TritonServer
+
+SCORE_THRESHOLD = 0.05  # random weights: keeps a few detections per frame (see tools.demo)
+
+
+@dataclass
+class Row:
+    name: str
+    ms_per_frame: float
+    frames_per_s: float
+    note: str = ""
+
+
+def _timed(fn, items) -> list[float]:
+    times = []
+    for item in items:
+        start = time.perf_counter()
+        fn(item)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bench_in_process(pipeline: ReferencePipeline, frames: list[np.ndarray]) -> list[Row]:
+    engine, resolution = pipeline.engine, pipeline.engine.resolution
+    pipeline(frames[0])  # warm-up
+    inputs = [preprocess_reference(f, resolution) for f in frames]
+    outputs = [engine(x) for x in inputs]
+    pre = _timed(lambda f: preprocess_reference(f, resolution), frames)
+    eng = _timed(engine, inputs)
+    post = _timed(
+        lambda pair: postprocess_reference(
+            pair[1]["dets"][0], pair[1]["labels"][0], pair[1]["masks"][0], pair[0].shape[:2],
+            pipeline.num_select, pipeline.score_threshold, pipeline.classes,
+        ),
+        list(zip(frames, outputs)),
+    )
+    whole = _timed(pipeline, frames)
+
+    def row(name: str, times: list[float], note: str = "") -> Row:
+        ms = statistics.median(times) * 1e3
+        return Row(name, ms, 1e3 / ms, note)
+
+    return [
+        row("engine alone (in process, ONNX Runtime b1)", eng),
+        row("reference preprocess", pre),
+        row("reference postprocess", post),
+        row("reference pipeline (in process, 1 frame at a time)", whole),
+    ]
+
+
+def bench_served(url: str, frames: list[np.ndarray], modes: list[tuple[str, int]]) -> tuple[list[Row], str]:
+    rows, tables = [], []
+    with grpcclient.InferenceServerClient(url) as client:
+        for transport_kind, depth in modes:
+            with make_transport(transport_kind, client, depth) as transport:
+                list(stream_frames(client, frames[:2], transport, depth))  # warm-up
+                before = read_counters(client)
+                start = time.perf_counter()
+                outcomes = list(stream_frames(client, frames, transport, depth))
+                seconds = time.perf_counter() - start
+            failed = sum(not o.ok for o in outcomes)
+            if failed:
+                raise RuntimeError(f"{failed} frames failed over {transport_kind}: {outcomes[0].error}")
+            name = f"ensemble via tritonserver ({transport_kind}, depth {depth})"
+            rows.append(Row(name, seconds / len(frames) * 1e3, len(frames) / seconds, "wall time / frame"))
+            tables.append(f"{name}\n{format_table(stats_since(client, before))}")
+    return rows, "\n\n".join(tables)
+
+
+def device_description() -> str:
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )
+    return f"CPU: {model}, {os.cpu_count()} cores, no GPU"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "cpu")
+    args = parser.parse_args(argv)
+
+    engines = REPO_ROOT / "build" / "engines" / "random"
+    onnx_path, classes_path = output_paths(engines, "nano")
+    if not onnx_path.exists():
+        export("nano", engines)
+    classes = ClassTable.load(classes_path)
+    frames = render_frames(args.frames, args.width, args.height)
+
+    rows = bench_in_process(ReferencePipeline(onnx_path, classes, 100, SCORE_THRESHOLD), frames)
+    settings = RepositorySettings("nano", engine_num_classes(onnx_path, classes), score_threshold=SCORE_THRESHOLD)
+    repository = build_repository(onnx_path, classes, settings, REPO_ROOT / "build" / "bench_repository")
+    args.out.mkdir(parents=True, exist_ok=True)
+    modes = [("grpc", 1), ("system_shm", 1), ("system_shm", 2), ("system_shm", 4)]
+    with TritonServer(repository, args.out / "bench_tritonserver.log") as server:
+        served, stage_tables = bench_served(server.grpc_url, frames, modes)
+    rows += served
+
+    engine_ms = rows[0].ms_per_frame
+    reference_ms = rows[3].ms_per_frame
+    lines = [
+        f"# Pipeline benchmark: RF-DETR-Seg-Nano (random weights), {args.frames} frames {args.width}x{args.height}",
+        "",
+        f"Device: {device_description()}",
+        f"Command: python -m benchmarks.bench_pipeline {' '.join(argv if argv is not None else sys.argv[1:])}",
+        "",
+        "| path | ms/frame | frames/s | vs engine alone | vs reference pipeline |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.ms_per_frame:.1f} | {r.frames_per_s:.2f} | "
+            f"{r.ms_per_frame / engine_ms:.2f}x | {r.ms_per_frame / reference_ms:.2f}x |"
+        )
+    lines += ["", "Triton per-stage statistics (ms per request):", "", "```", stage_tables, "```"]
+    report = "\n".join(lines)
+    print(report)
+    (args.out / "pipeline.md").write_text(report + "\n")
+    (args.out / "pipeline.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

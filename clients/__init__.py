@@ -1,0 +1,33 @@
+"""Clients of the rfdetr_seg ensemble: frame transports, in-order streaming with requests in
+flight, response decoding, drawing, server statistics, and the video CLI (clients.stream_video)."""
+
+from clients.annotate import annotate, class_colour
+from clients.results import error_record, result_from_response, to_json_record
+from clients.server_stats import StageStats, format_table, read_counters, stats_since
+from clients.stream import FrameOutcome, stream_frames
+from clients.transports import (
+    TRANSPORT_KINDS,
+    PlainGrpcTransport,
+    SystemShmTransport,
+    Transport,
+    make_transport,
+)
+
+__all__ = [
+    "TRANSPORT_KINDS",
+    "FrameOutcome",
+    "PlainGrpcTransport",
+    "StageStats",
+    "SystemShmTransport",
+    "Transport",
+    "annotate",
+    "class_colour",
+    "error_record",
+    "format_table",
+    "make_transport",
+    "read_counters",
+    "result_from_response",
+    "stats_since",
+    "stream_frames",
+    "to_json_record",
+]

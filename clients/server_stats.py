@@ -1,0 +1,113 @@
+"""Per-stage server statistics of one run: Triton's statistics API read before and after.
+
+The counters are cumulative since the server started, so a run's numbers are the difference of
+two readings. Execution count below inference count means the stage batched requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import tritonclient.grpc as grpcclient
+
+from backends import contract
+
+STAGES = (contract.ENSEMBLE, contract.PREPROCESS, contract.ENGINE, contract.POSTPROCESS)
+_DURATIONS = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+@dataclass(frozen=True)
+class Counters:
+    """One model's cumulative counters (all versions summed)."""
+
+    inference_count: int = 0
+    execution_count: int = 0
+    requests: int = 0  # successful requests
+    queue_ns: int = 0
+    compute_input_ns: int = 0
+    compute_infer_ns: int = 0
+    compute_output_ns: int = 0
+
+    def __sub__(self, other: Counters) -> Counters:
+        return Counters(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
+
+    def __add__(self, other: Counters) -> Counters:
+        return Counters(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """One model's share of a run; times are averages per successful request, in ms."""
+
+    model: str
+    inference_count: int
+    execution_count: int
+    queue_ms: float
+    compute_input_ms: float
+    compute_infer_ms: float
+    compute_output_ms: float
+
+    @classmethod
+    def from_counters(cls, model: str, delta: Counters) -> StageStats:
+        def per_request_ms(ns: int) -> float:
+            return ns / delta.requests / 1e6 if delta.requests else 0.0
+
+        return cls(
+            model,
+            delta.inference_count,
+            delta.execution_count,
+            *(per_request_ms(getattr(delta, f"{name}_ns")) for name in _DURATIONS),
+        )
+
+
+def read_counters(
+    client: grpcclient.InferenceServerClient, models: tuple[str, ...] = STAGES
+) -> dict[str, Counters]:
+    """Each model's cumulative counters now."""
+    counters = {}
+    for model in models:
+        total = Counters()
+        for version in client.get_inference_statistics(model).model_stats:
+            stats = version.inference_stats
+            total += Counters(
+                version.inference_count,
+                version.execution_count,
+                stats.success.count,
+                *(getattr(stats, name).ns for name in _DURATIONS),
+            )
+        counters[model] = total
+    return counters
+
+
+def stats_since(
+    client: grpcclient.InferenceServerClient, before: dict[str, Counters]
+) -> list[StageStats]:
+    """Each model's statistics since the `before` reading (from read_counters), stage order."""
+    after = read_counters(client, tuple(before))
+    return [StageStats.from_counters(model, after[model] - before[model]) for model in before]
+
+
+def format_table(stats: list[StageStats]) -> str:
+    """A small text table: one row per model, times in ms per request."""
+    header = ("model", "inferences", "executions", "queue ms", "input ms", "infer ms", "output ms")
+    rows = [
+        (
+            s.model,
+            str(s.inference_count),
+            str(s.execution_count),
+            *(
+                f"{ms:.2f}"
+                for ms in (s.queue_ms, s.compute_input_ms, s.compute_infer_ms, s.compute_output_ms)
+            ),
+        )
+        for s in stats
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in (header, *rows)
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""Streams frames through the ensemble with a bounded number of requests in flight.
+
+Frames are submitted with client.async_infer; completions arrive on gRPC threads and are handed
+to the caller's thread through a queue, then yielded in frame order. The window of frames not
+yet yielded is at most `depth` wide, which bounds both the requests in flight and the results
+held back waiting for an earlier frame.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from backends import contract
+from backends.postprocess import SegmentationResult
+from clients.results import result_from_response
+from clients.transports import Transport
+
+
+@dataclass
+class FrameOutcome:
+    """One frame's fate: its result, or the error text that says why it has none."""
+
+    index: int
+    frame: np.ndarray = field(repr=False)
+    latency_s: float
+    result: SegmentationResult | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def stream_frames(
+    client: grpcclient.InferenceServerClient,
+    frames: Iterable[np.ndarray],
+    transport: Transport,
+    depth: int = 2,
+    model_name: str = contract.ENSEMBLE,
+    timeout_s: float = 60.0,
+) -> Iterator[FrameOutcome]:
+    """Sends every frame and yields one FrameOutcome per frame, in frame order.
+
+    Args:
+        client: gRPC client of the server.
+        frames: BGR uint8 HxWx3 frames; read lazily, at most `depth` ahead of the caller.
+        transport: carries each frame (ring slots 0..depth-1).
+        depth: requests in flight at most.
+        model_name: the model to infer.
+        timeout_s: per-request deadline; a request past it comes back as a failed frame.
+
+    Raises:
+        ValueError: depth < 1.
+        TimeoutError: no completion arrived well past the deadline (the client is stuck).
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    completions: queue.SimpleQueue = queue.SimpleQueue()  # (index, end time, response, error text)
+    started: dict[int, tuple[float, np.ndarray]] = {}  # in flight: index -> (send time, frame)
+    done: dict[int, FrameOutcome] = {}  # completed, waiting for an earlier frame
+    next_index = 0  # the next frame to yield
+    source = iter(frames)
+    submitted = 0
+    exhausted = False
+
+    def submit(index: int, frame: np.ndarray) -> None:
+        def on_complete(result: grpcclient.InferResult | None, error: Exception | None) -> None:
+            completions.put(
+                (index, time.perf_counter(), result, None if error is None else str(error))
+            )
+
+        sent = time.perf_counter()
+        try:
+            # Frames in the window [next_index, next_index + depth) have distinct slots, and a slot
+            # comes round again only once its previous frame was yielded, i.e. completed.
+            inputs = transport.inputs_for(index % depth, frame)
+            client.async_infer(model_name, inputs, on_complete, client_timeout=timeout_s)
+        except Exception as error:  # noqa: BLE001 - a frame that cannot be sent fails alone
+            done[index] = FrameOutcome(index, frame, 0.0, error=f"{type(error).__name__}: {error}")
+            return
+        started[index] = (sent, frame)
+
+    def collect() -> None:
+        # gRPC enforces the deadline; this longer wait only catches a client that never calls back.
+        backstop_s = 2 * timeout_s
+        try:
+            index, finished, response, error = completions.get(timeout=backstop_s)
+        except queue.Empty:
+            stuck = sorted(started)
+            started.clear()  # given up on: nothing left to wait for when the generator closes
+            raise TimeoutError(f"frames {stuck} got no response within {backstop_s:g} s") from None
+        sent, frame = started.pop(index)
+        outcome = FrameOutcome(index, frame, finished - sent, error=error)
+        if error is None:
+            try:
+                outcome.result = result_from_response(response)
+            except ValueError as decode_error:
+                outcome.error = f"bad response: {decode_error}"
+        done[index] = outcome
+
+    try:
+        while True:
+            while not exhausted and submitted < next_index + depth:
+                frame = next(source, None)
+                if frame is None:
+                    exhausted = True
+                else:
+                    submit(submitted, frame)
+                    submitted += 1
+            if next_index in done:
+                yield done.pop(next_index)
+                next_index += 1
+            elif started:
+                collect()
+            else:
+                return
+    finally:
+        # The caller may stop early: let the server finish with the transport's slots first.
+        while started:
+            collect()

@@ -1,0 +1,170 @@
+"""stream_frames: frame order, requests in flight, slot reuse, failures, stuck clients.
+
+A fake client answers out of order on its own threads, to pin the ordering and slot rules
+down deterministically; two tests run against the real server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from backends import contract
+from clients.stream import stream_frames
+from clients.transports import PlainGrpcTransport, Transport
+
+
+def frame(index: int, height: int = 4, width: int = 6) -> np.ndarray:
+    """A frame that carries its index in its first pixel."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[0, 0, 0] = index
+    return image
+
+
+class SlotTransport(Transport):
+    """Inputs are (slot, frame index); a frame whose index is in `refuse` cannot be sent."""
+
+    def __init__(self, refuse: frozenset[int] = frozenset()):
+        self.refuse = refuse
+
+    def inputs_for(self, slot, image):
+        index = int(image[0, 0, 0])
+        if index in self.refuse:
+            raise ValueError(f"frame {index} refused")
+        return [slot, index]
+
+
+class EmptyResponse:
+    """An InferResult stand-in: no detections for a frame of the given size."""
+
+    def __init__(self, height: int, width: int):
+        self.outputs = {
+            contract.IMAGE_SIZE: np.array([height, width], np.int32),
+            contract.BOXES: np.zeros((0, 4), np.float32),
+            contract.SCORES: np.zeros(0, np.float32),
+            contract.CLASS_IDS: np.zeros(0, np.int32),
+            contract.CLASS_NAMES: np.array([], object),
+            contract.RLE_COUNTS: np.array([], object),
+            contract.POLYGON_POINTS: np.zeros((0, 2), np.int32),
+            contract.POLYGON_OFFSETS: np.zeros(1, np.int32),
+        }
+
+    def as_numpy(self, name):
+        return self.outputs.get(name)
+
+
+class FakeClient:
+    """Answers each request after delays[index] seconds on a timer thread (index in `fail`:
+    with an error; None delay: never), recording requests in flight and slots in use."""
+
+    def __init__(self, delays: dict[int, float | None], fail: frozenset[int] = frozenset()):
+        self.delays = delays
+        self.fail = fail
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.peak = 0
+        self.busy_slots: set[int] = set()
+        self.slot_clashes: list[int] = []
+        self.deadlines: set[float] = set()
+
+    def async_infer(self, model_name, inputs, callback, client_timeout=None):
+        slot, index = inputs
+        with self.lock:
+            self.deadlines.add(client_timeout)
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            if slot in self.busy_slots:
+                self.slot_clashes.append(index)
+            self.busy_slots.add(slot)
+
+        def finish():
+            with self.lock:
+                self.in_flight -= 1
+                self.busy_slots.discard(slot)
+            if index in self.fail:
+                callback(None, InferenceServerException(f"frame {index} exploded"))
+            else:
+                callback(EmptyResponse(4, 6), None)
+
+        if self.delays[index] is not None:
+            threading.Timer(self.delays[index], finish).start()
+
+
+def test_outcomes_come_in_frame_order_with_at_most_depth_in_flight():
+    # Later frames answer first: without reordering the stream would come out backwards.
+    client = FakeClient({i: 0.02 * (8 - i) for i in range(8)})
+    outcomes = list(stream_frames(client, (frame(i) for i in range(8)), SlotTransport(), depth=3))
+    assert [o.index for o in outcomes] == list(range(8))
+    assert all(o.ok and o.result.image_size == (4, 6) for o in outcomes)
+    assert [int(o.frame[0, 0, 0]) for o in outcomes] == list(range(8))
+    assert client.peak == 3
+    assert client.slot_clashes == []
+    assert outcomes[0].latency_s >= 0.15
+    assert client.deadlines == {60.0}
+
+
+def test_failed_frames_yield_their_error_in_place():
+    client = FakeClient({i: 0.01 for i in range(6)}, fail=frozenset({2}))
+    transport = SlotTransport(refuse=frozenset({4}))
+    outcomes = list(stream_frames(client, (frame(i) for i in range(6)), transport, depth=2))
+    assert [o.index for o in outcomes] == list(range(6))
+    assert [o.ok for o in outcomes] == [True, True, False, True, False, True]
+    assert "frame 2 exploded" in outcomes[2].error
+    assert outcomes[2].result is None
+    assert outcomes[4].error == "ValueError: frame 4 refused"
+
+
+def test_a_client_that_never_answers_raises_instead_of_hanging():
+    client = FakeClient({0: 0.01, 1: None, 2: 0.01})
+    stream = stream_frames(client, (frame(i) for i in range(3)), SlotTransport(), timeout_s=0.2)
+    start = time.monotonic()
+    assert next(stream).index == 0
+    with pytest.raises(TimeoutError, match=r"frames \[1"):
+        next(stream)
+    assert time.monotonic() - start < 2.0
+
+
+def test_stopping_early_waits_for_the_requests_in_flight():
+    client = FakeClient({0: 0.01, 1: 0.2, 2: 0.2, 3: 0.01})
+    stream = stream_frames(client, (frame(i) for i in range(4)), SlotTransport(), depth=2)
+    assert next(stream).index == 0
+    stream.close()
+    # Frame 1 (and 2, sent once 0 was yielded) completed before close() returned: the caller may
+    # now free the transport's slots safely.
+    assert client.in_flight == 0
+
+
+def test_depth_below_one_is_rejected():
+    with pytest.raises(ValueError, match="depth must be >= 1"):
+        next(stream_frames(FakeClient({}), [], SlotTransport(), depth=0))
+
+
+@pytest.fixture
+def client(triton_server):
+    with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:
+        yield client
+
+
+@pytest.mark.integration
+def test_real_server_results_come_in_frame_order(client):
+    rng = np.random.default_rng(0)
+    sizes = [(120, 160), (64, 200), (90, 90)]
+    frames = [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for size in sizes]
+    outcomes = list(stream_frames(client, frames, PlainGrpcTransport(), depth=2))
+    assert [o.error for o in outcomes] == [None] * 3
+    # Each result carries its own frame's size: a reordering would show.
+    assert [o.result.image_size for o in outcomes] == sizes
+    assert all(o.latency_s > 0 for o in outcomes)
+
+
+@pytest.mark.integration
+def test_real_server_errors_are_reported_per_frame(client):
+    frames = [frame(i) for i in range(2)]
+    outcomes = list(stream_frames(client, frames, PlainGrpcTransport(), model_name="no_such_model"))
+    assert [o.index for o in outcomes] == [0, 1]
+    assert all(not o.ok and "no_such_model" in o.error for o in outcomes)

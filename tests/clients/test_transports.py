@@ -1,0 +1,104 @@
+"""Frame transports: the inputs they build, and the shared-memory ring's life on the server."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from backends import contract
+from clients.results import result_from_response
+from clients.transports import PlainGrpcTransport, SystemShmTransport, make_transport
+
+
+def test_plain_input_names_the_image_tensor_and_its_shape():
+    frame = np.zeros((5, 7, 3), np.uint8)
+    (image,) = PlainGrpcTransport().inputs_for(0, frame)
+    assert image.name() == contract.IMAGE
+    assert image.shape() == [5, 7, 3]
+    assert image.datatype() == "UINT8"
+
+
+@pytest.mark.parametrize(
+    ("frame", "problem"),
+    [(np.zeros((4, 4, 3), np.float32), "uint8"), (np.zeros((4, 4), np.uint8), "HxWx3")],
+)
+def test_a_frame_that_is_not_bgr_uint8_is_rejected_by_name(frame, problem):
+    with pytest.raises(ValueError, match=problem):
+        PlainGrpcTransport().inputs_for(0, frame)
+
+
+def test_unknown_transport_kind_is_named():
+    with pytest.raises(ValueError, match="unknown transport 'cuda_shm'"):
+        make_transport("cuda_shm", None, 2)
+
+
+@pytest.fixture(scope="module")
+def client(triton_server):
+    with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:
+        yield client
+
+
+def registered(client) -> dict[str, int]:
+    """Region name -> byte size, as the server reports its system shared memory."""
+    regions = client.get_system_shared_memory_status(as_json=True).get("regions", {})
+    return {name: int(region["byte_size"]) for name, region in regions.items()}
+
+
+@pytest.mark.integration
+def test_ring_is_registered_uniquely_and_released_on_close(client):
+    with SystemShmTransport(client, depth=3, byte_size=1024) as first:
+        second = SystemShmTransport(client, depth=1, byte_size=512)
+        names = [region.name for region in first.regions + second.regions]
+        assert len(set(names)) == 4
+        assert all(f"_{os.getpid()}_" in name for name in names)
+        assert {n: registered(client)[n] for n in names} == dict(
+            zip(names, [1024] * 3 + [512], strict=True)
+        )
+        second.close()
+        second.close()  # twice is harmless
+        assert not set(names[3:]) & set(registered(client))
+    assert not set(names) & set(registered(client))
+
+
+@pytest.mark.integration
+def test_ring_is_released_when_the_body_fails(client):
+    with pytest.raises(RuntimeError, match="camera unplugged"):
+        with SystemShmTransport(client, depth=2, byte_size=256) as transport:
+            names = [region.name for region in transport.regions]
+            raise RuntimeError("camera unplugged")
+    assert not set(names) & set(registered(client))
+
+
+@pytest.mark.integration
+def test_a_bigger_frame_grows_its_region_and_arrives_whole(client):
+    frame = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    with SystemShmTransport(client, depth=2, byte_size=1024) as transport:
+        small, other = (region.name for region in transport.regions)
+        inputs = transport.inputs_for(0, frame)
+        grown = transport.regions[0]
+        assert grown.name != small
+        assert grown.byte_size == frame.nbytes
+        assert transport.regions[1].name == other
+        assert registered(client).get(grown.name) == frame.nbytes
+        assert small not in registered(client)
+        served = result_from_response(client.infer(contract.ENSEMBLE, inputs))
+    plain = result_from_response(
+        client.infer(contract.ENSEMBLE, PlainGrpcTransport().inputs_for(0, frame))
+    )
+    # The same pixels went through both paths: the same detections come back.
+    assert served.image_size == (120, 160)
+    assert len(served) == len(plain) > 0
+    np.testing.assert_allclose(served.scores, plain.scores, atol=1e-4)
+    assert served.rle_counts == plain.rle_counts
+
+
+@pytest.mark.integration
+def test_slot_outside_the_ring_and_bad_frames_are_named(client):
+    with SystemShmTransport(client, depth=2, byte_size=1024) as transport:
+        with pytest.raises(IndexError, match="slot 2 outside the ring of 2"):
+            transport.inputs_for(2, np.zeros((4, 4, 3), np.uint8))
+        with pytest.raises(ValueError, match="uint8"):
+            transport.inputs_for(0, np.zeros((4, 4, 3), np.float64))
