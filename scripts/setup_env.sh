@@ -8,12 +8,16 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@" 2>&1 | grep -v '^WARNING: Location' || true; }
+log=.venv/setup.log
+pip() {
+  .venv/bin/python -m pip --disable-pip-version-check "$@" >>"$log" 2>&1 \
+    || { tail -n 30 "$log" >&2; echo "setup_env: pip $* failed (full log: $log)" >&2; exit 1; }
+}
+echo "setup_env: installing into .venv (log: $log)"
 pip install "torch==2.13.0"
-# setuptools<81: tritonclient's shared-memory utilities import pkg_resources.
-pip install "setuptools<81" -e ".[export,test]"
+pip install -e ".[export,test]"
 .venv/bin/python -c "import torch, onnxruntime, tritonclient.grpc
 from tools.torchvision_cpu import ensure_torchvision_importable; ensure_torchvision_importable()
 import rfdetr" \
-  || { echo "setup_env: the environment is incomplete (see pip's output above)" >&2; exit 1; }
+  || { echo "setup_env: the environment is incomplete (see $log)" >&2; exit 1; }
 scripts/fetch_tritonserver.sh .triton .venv/bin/python
