@@ -101,7 +101,7 @@ def bench_served(url: str, frames: list[np.ndarray], modes: list[tuple[str, int]
                 raise RuntimeError(f"{failed} frames failed over {transport_kind}: {outcomes[0].error}")
             name = f"ensemble via tritonserver ({transport_kind}, depth {depth})"
             rows.append(Row(name, seconds / len(frames) * 1e3, len(frames) / seconds, "wall time / frame"))
-            tables.append(f"{name}\n{format_table(stats_since(client, before))}")
+            tables.append(f"{name}\n{format_table(stats_since(client, before, served=len(frames)))}")
     return rows, "\n\n".join(tables)
 
 
@@ -127,14 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     if not onnx_path.exists():
         export("nano", engines)
     classes = ClassTable.load(classes_path)
-    frames = render_frames(args.frames, args.width, args.height)
+    frames = list(render_frames(args.frames, args.width, args.height))
 
     rows = bench_in_process(ReferencePipeline(onnx_path, classes, 100, SCORE_THRESHOLD), frames)
     settings = RepositorySettings("nano", engine_num_classes(onnx_path, classes), score_threshold=SCORE_THRESHOLD)
     repository = build_repository(onnx_path, classes, settings, REPO_ROOT / "build" / "bench_repository")
     args.out.mkdir(parents=True, exist_ok=True)
     modes = [("grpc", 1), ("system_shm", 1), ("system_shm", 2), ("system_shm", 4)]
-    with TritonServer(repository, args.out / "bench_tritonserver.log") as server:
+    with TritonServer(repository, REPO_ROOT / "build" / "bench_tritonserver.log") as server:
         served, stage_tables = bench_served(server.grpc_url, frames, modes)
     rows += served
 

@@ -6,6 +6,7 @@ two readings. Execution count below inference count means the stage batched requ
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, fields
 
 import tritonclient.grpc as grpcclient
@@ -80,10 +81,24 @@ def read_counters(
 
 
 def stats_since(
-    client: grpcclient.InferenceServerClient, before: dict[str, Counters]
+    client: grpcclient.InferenceServerClient,
+    before: dict[str, Counters],
+    served: int = 0,
+    timeout_s: float = 2.0,
 ) -> list[StageStats]:
-    """Each model's statistics since the `before` reading (from read_counters), stage order."""
-    after = read_counters(client, tuple(before))
+    """Each model's statistics since the `before` reading (from read_counters), stage order.
+
+    The server updates a model's counters just after it sends the response, so a reading taken
+    right after the last response can miss it: with `served` (requests that succeeded), wait up
+    to timeout_s for the first model (the ensemble) to count them all.
+    """
+    first = next(iter(before))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        after = read_counters(client, tuple(before))
+        if (after[first] - before[first]).requests >= served or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     return [StageStats.from_counters(model, after[model] - before[model]) for model in before]
 
 

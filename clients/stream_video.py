@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> RunSummary:
                 client, itertools.chain([first], frames), args, fps, min(known) if known else None
             )
             seconds = time.perf_counter() - start
-            stages = stats_since(client, before)
+            stages = stats_since(client, before, served=processed - failed)
     finally:
         capture.release()
     return RunSummary(
