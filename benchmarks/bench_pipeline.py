@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +28,7 @@ from backends.classes import ClassTable
 from backends.pipeline import ReferencePipeline
 from backends.postprocess import postprocess_reference
 from backends.preprocess import preprocess_reference
+from benchmarks.host import device_description
 from clients.server_stats import format_table, read_counters, stats_since
 from clients.stream import stream_frames
 from clients.transports import make_transport
@@ -103,15 +102,6 @@ def bench_served(url: str, frames: list[np.ndarray], modes: list[tuple[str, int]
             rows.append(Row(name, seconds / len(frames) * 1e3, len(frames) / seconds, "wall time / frame"))
             tables.append(f"{name}\n{format_table(stats_since(client, before, served=len(frames)))}")
     return rows, "\n\n".join(tables)
-
-
-def device_description() -> str:
-    model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )
-    return f"CPU: {model}, {os.cpu_count()} cores, no GPU"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,6 @@ import argparse
 import csv
 import datetime
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -34,6 +33,7 @@ import tritonclient.grpc as grpcclient
 
 from backends.contract import ENGINE, ENGINE_INPUT, ENSEMBLE, IMAGE
 from backends.preprocess import preprocess_reference
+from benchmarks.host import device_description
 from tools.make_sample_video import render_frames
 from tools.tritonserver import DEFAULT_TRITON_HOME, REPO_ROOT, TritonServer
 
@@ -181,24 +181,6 @@ def execute(command: list[str], run: Run, out: Path) -> Result:
     result.metrics = parse_csv(out / f"{run.stem}.csv")
     result.steps = parse_composing_models(completed.stdout)
     return result
-
-
-def device_description() -> str:
-    """This host's accelerators and CPU (the server's too, when the suite started it)."""
-    gpus = []
-    if shutil.which("nvidia-smi"):
-        query = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-        )
-        gpus = [line.strip() for line in query.stdout.splitlines() if line.strip()]
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
-        cpu = names[0] if names else cpu
-    return f"GPU: {', '.join(gpus) or 'none'}; CPU: {cpu} ({os.cpu_count()} cores)"
 
 
 def engine_kind(url: str) -> str:

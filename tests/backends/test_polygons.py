@@ -15,7 +15,7 @@ from backends.polygons import (
 
 def blob_masks():
     rng = np.random.default_rng(1)
-    for i in range(20):
+    for _ in range(20):
         h, w = rng.integers(1, 300, 2)
         mask = np.zeros((h, w), np.uint8)
         for _ in range(rng.integers(0, 4)):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from backends.classes import ClassTable
 from backends.postprocess import boxes_to_pixels, postprocess_reference, select_topk
 from backends.rle import decode_mask
-import torch
-
 from tests.backends.parity import compare, rfdetr_postprocess
 
 Q, C, M = 100, 91, 78

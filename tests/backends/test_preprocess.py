@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from backends.contract import MEANS, STDS
 from backends.preprocess import InvalidImageError, preprocess_reference

@@ -23,7 +23,7 @@ def services() -> dict[str, dict]:
     """{profile: service}; YAML merge keys (<<) are resolved by the loader, as Compose does."""
     compose = yaml.safe_load(COMPOSE_FILE.read_text())
     by_profile = {}
-    for name, service in compose["services"].items():
+    for service in compose["services"].values():
         (profile,) = service["profiles"]
         assert profile not in by_profile, f"two services in profile {profile}"
         by_profile[profile] = service
