@@ -113,7 +113,7 @@ echo "build_engines.sh: trtexec ${trtexec_args[*]}" >&2
 trtexec "${trtexec_args[@]}"
 [[ -s "$plan" ]] || die "trtexec exited 0 but wrote no plan at $plan"
 
-python -m tools.build_repository --engine-file "$plan" --classes "$classes" --size "$size" \
+python -m tools.build_repository --engine-file "$plan" --onnx "$onnx" --classes "$classes" \
   --max-batch-size "$max_batch" --out "$repository"
 echo "build_engines.sh: $repository serves $plan, which runs only on this GPU model with this" \
   "TensorRT version" >&2

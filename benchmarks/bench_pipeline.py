@@ -32,7 +32,7 @@ from benchmarks.host import device_description
 from clients.server_stats import format_table, read_counters, stats_since
 from clients.stream import stream_frames
 from clients.transports import make_transport
-from tools.build_repository import RepositorySettings, build_repository, engine_num_classes
+from tools.build_repository import EngineShape, RepositorySettings, build_repository
 from tools.export_onnx import export, output_paths
 from tools.make_sample_video import render_frames
 from tools.tritonserver import REPO_ROOT, TritonServer
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     frames = list(render_frames(args.frames, args.width, args.height))
 
     rows = bench_in_process(ReferencePipeline(onnx_path, classes, 100, SCORE_THRESHOLD), frames)
-    settings = RepositorySettings("nano", engine_num_classes(onnx_path, classes), score_threshold=SCORE_THRESHOLD)
+    settings = RepositorySettings(EngineShape.from_onnx(onnx_path), score_threshold=SCORE_THRESHOLD)
     repository = build_repository(onnx_path, classes, settings, REPO_ROOT / "build" / "bench_repository")
     args.out.mkdir(parents=True, exist_ok=True)
     modes = [("grpc", 1), ("system_shm", 1), ("system_shm", 2), ("system_shm", 4)]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backends.classes import ClassTable
-from tools.build_repository import RepositorySettings, build_repository, engine_num_classes
+from tools.build_repository import EngineShape, RepositorySettings, build_repository
 from tools.tritonserver import REPO_ROOT, TritonServer
 
 # Shared with tools.demo: both export the same seeded random-weights Nano.
@@ -34,8 +34,7 @@ def model_repository(nano_onnx, tmp_path_factory) -> Path:
     onnx_path, classes_path = nano_onnx
     classes = ClassTable.load(classes_path)
     settings = RepositorySettings(
-        size="nano",
-        num_classes=engine_num_classes(onnx_path, classes),
+        shape=EngineShape.from_onnx(onnx_path),
         max_batch_size=8,
         score_threshold=TEST_SCORE_THRESHOLD,
     )

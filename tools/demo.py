@@ -19,7 +19,7 @@ from pathlib import Path
 from backends.classes import ClassTable
 from backends.contract import MODEL_SIZES
 from clients import stream_video
-from tools.build_repository import RepositorySettings, build_repository, engine_num_classes
+from tools.build_repository import EngineShape, RepositorySettings, build_repository
 from tools.export_onnx import export, output_paths
 from tools.make_sample_video import make_sample_video
 from tools.tritonserver import TritonServer
@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint is None:
         logger.warning("RANDOM WEIGHTS: detections are meaningless; score threshold %.2f", threshold)
     classes = ClassTable.load(classes_path)
-    settings = RepositorySettings(
-        size=args.size, num_classes=engine_num_classes(onnx_path, classes), score_threshold=threshold
-    )
+    settings = RepositorySettings(shape=EngineShape.from_onnx(onnx_path), score_threshold=threshold)
     repository = build_repository(onnx_path, classes, settings, args.build_dir / "model_repository")
 
     video = args.video

@@ -21,7 +21,7 @@ from tritonclient.grpc.model_config_pb2 import (
 
 from backends.classes import ClassTable
 from backends.contract import ENGINE, ENSEMBLE, MODEL_SIZES, POSTPROCESS, PREPROCESS
-from tools.build_repository import ENGINE_VARIANTS, RepositorySettings, build_repository
+from tools.build_repository import ENGINE_VARIANTS, EngineShape, RepositorySettings, build_repository
 
 NUM_CLASSES = 91  # COCO-pretrained logit columns; any count renders the same way
 MAX_BATCH_SIZE = 16
@@ -47,7 +47,9 @@ def repositories(tmp_path_factory) -> dict[tuple[str, str], dict[str, ModelConfi
         engine_file = work / f"dummy-engine{suffix}"
         engine_file.write_bytes(b"dummy engine: configs only")
         for size in MODEL_SIZES:
-            settings = RepositorySettings(size, NUM_CLASSES, max_batch_size=MAX_BATCH_SIZE)
+            model = MODEL_SIZES[size]
+            shape = EngineShape(model.resolution, model.num_queries, NUM_CLASSES)
+            settings = RepositorySettings(shape, max_batch_size=MAX_BATCH_SIZE)
             out = work / f"{size}-{suffix.lstrip('.')}"
             root = build_repository(engine_file, CLASSES, settings, out)
             built[size, suffix] = load_repository(root)
@@ -144,3 +146,31 @@ def test_ensemble_maps_name_real_tensors(repositories, size, suffix):
         dtype, shape = available[output.name]
         assert dtype == output.data_type, output.name
         assert shapes_agree(shape, full_shape(ensemble, output)), output.name
+
+
+def test_shapes_come_from_the_onnx_file(nano_onnx, tmp_path):
+    """A checkpoint can change the query or class count: the configs follow the file."""
+    from tools.build_repository import main
+
+    onnx_path, classes_path = nano_onnx
+    assert EngineShape.from_onnx(onnx_path) == EngineShape(312, 100, 91)
+    assert main(["--engine-file", str(onnx_path), "--classes", str(classes_path), "--out", str(tmp_path / "r")]) == 0
+    engine = load_repository(tmp_path / "r")["rfdetr_seg_engine"]
+    assert signature(engine.output) == signature(
+        text_format.Parse(
+            'output [{ name: "dets" data_type: TYPE_FP32 dims: [100, 4] },'
+            ' { name: "labels" data_type: TYPE_FP32 dims: [100, 91] },'
+            ' { name: "masks" data_type: TYPE_FP32 dims: [100, 78, 78] }]',
+            ModelConfig(),
+        ).output
+    )
+
+
+def test_a_plan_needs_the_onnx_it_was_built_from(tmp_path, nano_onnx, capsys):
+    from tools.build_repository import main
+
+    plan = tmp_path / "x.plan"
+    plan.write_bytes(b"dummy engine: configs only")
+    with pytest.raises(SystemExit):
+        main(["--engine-file", str(plan), "--classes", str(nano_onnx[1]), "--out", str(tmp_path / "r")])
+    assert "needs --onnx" in capsys.readouterr().err
