@@ -19,9 +19,9 @@ from tritonclient.utils import InferenceServerException
 from backends import contract as c
 from backends.classes import ClassTable
 from backends.pipeline import ReferencePipeline
-from backends.polygons import unpack_polygons
 from backends.postprocess import SegmentationResult
 from backends.rle import decode_mask
+from clients.results import result_from_response
 from tests.conftest import TEST_SCORE_THRESHOLD
 
 pytestmark = pytest.mark.integration
@@ -48,18 +48,6 @@ def reference(nano_onnx):
     return ReferencePipeline(onnx_path, ClassTable.load(classes_path), 100, TEST_SCORE_THRESHOLD)
 
 
-def decode(result) -> SegmentationResult:
-    return SegmentationResult(
-        image_size=tuple(int(v) for v in result.as_numpy(c.IMAGE_SIZE)),
-        boxes=result.as_numpy(c.BOXES),
-        scores=result.as_numpy(c.SCORES),
-        class_ids=result.as_numpy(c.CLASS_IDS),
-        class_names=[n.decode() for n in result.as_numpy(c.CLASS_NAMES)],
-        rle_counts=list(result.as_numpy(c.RLE_COUNTS)),
-        polygons=unpack_polygons(result.as_numpy(c.POLYGON_POINTS), result.as_numpy(c.POLYGON_OFFSETS)),
-    )
-
-
 def image_input(frame: np.ndarray) -> grpcclient.InferInput:
     image = grpcclient.InferInput(c.IMAGE, list(frame.shape), "UINT8")
     image.set_data_from_numpy(frame)
@@ -84,7 +72,7 @@ def assert_same_detections(served: SegmentationResult, expected: SegmentationRes
 
 @pytest.mark.parametrize("frame", list(frames()), ids=lambda f: f"{f.shape[0]}x{f.shape[1]}")
 def test_plain_grpc_matches_reference(client, reference, frame):
-    served = decode(client.infer(c.ENSEMBLE, [image_input(frame)]))
+    served = result_from_response(client.infer(c.ENSEMBLE, [image_input(frame)]))
     expected = reference(frame)
     assert len(expected) > 0 or frame.shape[:2] == (1, 1)
     assert_same_detections(served, expected)
@@ -121,7 +109,7 @@ class SystemShmRegion:
 def test_system_shared_memory_matches_reference(client, reference):
     frame = next(frames())
     with SystemShmRegion(client, frame.nbytes) as region:
-        served = decode(client.infer(c.ENSEMBLE, [region.input_for(frame)]))
+        served = result_from_response(client.infer(c.ENSEMBLE, [region.input_for(frame)]))
     assert_same_detections(served, reference(frame))
 
 
@@ -136,7 +124,7 @@ def test_dynamic_batching_groups_concurrent_frames(triton_server, reference):
 
         def infer(_):
             with grpcclient.InferenceServerClient(triton_server.grpc_url) as own:
-                return decode(own.infer(c.ENSEMBLE, [image_input(frame)]))
+                return result_from_response(own.infer(c.ENSEMBLE, [image_input(frame)]))
 
         with ThreadPoolExecutor(6) as pool:
             results = list(pool.map(infer, range(6)))
@@ -150,7 +138,7 @@ def test_dynamic_batching_groups_concurrent_frames(triton_server, reference):
 
 def good_request_still_served(client) -> None:
     frame = np.zeros((8, 8, 3), np.uint8)
-    assert decode(client.infer(c.ENSEMBLE, [image_input(frame)])).image_size == (8, 8)
+    assert result_from_response(client.infer(c.ENSEMBLE, [image_input(frame)])).image_size == (8, 8)
 
 
 @pytest.mark.parametrize(
