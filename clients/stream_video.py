@@ -40,9 +40,9 @@ class VideoError(RuntimeError):
     """The input video cannot be read; the message names the file and the problem."""
 
 
-def open_video(path: Path) -> tuple[cv2.VideoCapture, float, int]:
+def open_video(path: str) -> tuple[cv2.VideoCapture, float, int]:
     """(capture, fps, frame count as the container reports it; 0 when unknown)."""
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise VideoError(f"cannot open video {path}: missing or not a format OpenCV can decode")
     return capture, capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -121,7 +121,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--video", type=Path, required=True, help="input video file")
+    # A string, not a Path: Path would fold the "//" of an rtsp:// URL, which OpenCV also opens.
+    parser.add_argument("--video", required=True, help="input video file or stream URL")
     parser.add_argument("--url", default="localhost:8001", help="Triton gRPC endpoint")
     parser.add_argument(
         "--transport", choices=TRANSPORT_KINDS, default="grpc", help="how frames travel"

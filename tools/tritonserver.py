@@ -105,6 +105,11 @@ class TritonServer:
         except FileNotFoundError:
             return "(no log)"
 
+    @property
+    def pid(self) -> int | None:
+        """The tritonserver process id (also its process group's), None when not started."""
+        return None if self._process is None else self._process.pid
+
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
