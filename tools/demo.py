@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=Path("outputs"))
     parser.add_argument("--score-threshold", type=float)
     parser.add_argument("--transport", default="system_shm", choices=["grpc", "system_shm"])
-    parser.add_argument("--depth", type=int, default=2, help="frames in flight")
+    # 1: with the CPU engine every stage competes for the same cores, so frames in flight only
+    # add contention (benchmarks/results/cpu/pipeline.md); raise it when the engine is a GPU's.
+    parser.add_argument("--depth", type=int, default=1, help="frames in flight")
     parser.add_argument("--build-dir", type=Path, default=Path("build"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
