@@ -31,16 +31,21 @@ IMAGE_SIZE = "image_size"  # INT32 [2]
 BOXES = "boxes"  # FP32 [N, 4], xyxy in original pixels
 SCORES = "scores"  # FP32 [N]
 CLASS_IDS = "class_ids"  # INT32 [N]
-CLASS_NAMES = "class_names"  # BYTES [N]
-RLE_COUNTS = "rle_counts"  # BYTES [N], COCO compressed RLE counts (column-major), size = IMAGE_SIZE
+# Variable-length parts are packed (backends.packing): detection i owns data[offsets[i]:offsets[i+1]].
+CLASS_NAMES = "class_names"  # UINT8 [U], the class names, UTF-8, concatenated
+CLASS_NAME_OFFSETS = "class_name_offsets"  # INT32 [N + 1]
+RLE_COUNTS = "rle_counts"  # UINT8 [T], COCO compressed RLE counts (column-major), concatenated
+RLE_OFFSETS = "rle_offsets"  # INT32 [N + 1]; with IMAGE_SIZE, each is a COCO RLE
 POLYGON_POINTS = "polygon_points"  # INT32 [P, 2], every detection's largest contour, concatenated
-POLYGON_OFFSETS = "polygon_offsets"  # INT32 [N + 1], detection i owns points[offsets[i]:offsets[i+1]]
+POLYGON_OFFSETS = "polygon_offsets"  # INT32 [N + 1]
 ENSEMBLE_OUTPUTS = (
     BOXES,
     SCORES,
     CLASS_IDS,
     CLASS_NAMES,
+    CLASS_NAME_OFFSETS,
     RLE_COUNTS,
+    RLE_OFFSETS,
     POLYGON_POINTS,
     POLYGON_OFFSETS,
     IMAGE_SIZE,

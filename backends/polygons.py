@@ -1,8 +1,8 @@
 """Largest external contour of a binary mask, found on the mask's tight crop only.
 
 Matches cv2.findContours(RETR_EXTERNAL, CHAIN_APPROX_SIMPLE) on the whole frame (the
-reference below) while touching only the foreground's bounding box. Polygons travel packed:
-every detection's points concatenated, plus N+1 offsets.
+reference below) while touching only the foreground's bounding box. Polygons travel packed
+(backends.packing): every detection's points concatenated, plus N+1 offsets.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-_EMPTY = np.zeros((0, 2), dtype=np.int32)
+EMPTY_POLYGON = np.zeros((0, 2), dtype=np.int32)
 
 
 def _largest(contours: tuple[np.ndarray, ...]) -> np.ndarray:
     if not contours:
-        return _EMPTY
+        return EMPTY_POLYGON
     # The first of the largest by area: the order findContours returns is the scan order.
     largest = max(contours, key=cv2.contourArea)
     return largest.reshape(-1, 2).astype(np.int32)
@@ -40,28 +40,10 @@ def largest_contour(mask: np.ndarray) -> np.ndarray:
     """Same result as largest_contour_reference, computed on the tight foreground crop."""
     bounds = foreground_bounds(mask)
     if bounds is None:
-        return _EMPTY
+        return EMPTY_POLYGON
     y0, y1, x0, x1 = bounds
     crop = np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=np.uint8)
     contours, _ = cv2.findContours(
         crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0)
     )
     return _largest(contours)
-
-
-def pack_polygons(polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """N (P_i, 2) polygons -> (sum P_i, 2) int32 points and (N + 1,) int32 offsets."""
-    offsets = np.zeros(len(polygons) + 1, dtype=np.int32)
-    offsets[1:] = np.cumsum([len(p) for p in polygons], dtype=np.int64)
-    points = np.concatenate(polygons).astype(np.int32) if polygons else _EMPTY
-    return points.reshape(-1, 2), offsets
-
-
-def unpack_polygons(points: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-    """Inverse of pack_polygons; raises ValueError when offsets do not fit points."""
-    offsets = np.asarray(offsets)
-    if offsets.ndim != 1 or offsets.size == 0 or offsets[0] != 0 or offsets[-1] != len(points):
-        raise ValueError(f"polygon offsets {offsets.tolist()[:8]}... do not cover {len(points)} points")
-    if np.any(np.diff(offsets) < 0):
-        raise ValueError("polygon offsets must not decrease")
-    return [points[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]

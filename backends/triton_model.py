@@ -42,3 +42,26 @@ def respond_each(requests: list, handle: Callable[[Any], list]) -> list:
                 pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INTERNAL))
             )
     return responses
+
+
+def input_array(request, name: str):
+    """A request's input as a numpy array, read through DLPack."""
+    import torch
+    import triton_python_backend_utils as pb_utils
+
+    return torch.from_dlpack(pb_utils.get_input_tensor_by_name(request, name).to_dlpack()).numpy()
+
+
+def output_tensor(name: str, array):
+    """An output tensor from a numpy array or torch tensor, handed over through DLPack.
+
+    Not pb_utils.Tensor(name, ndarray): the python backend of tritonserver 2.51 sends tensors
+    built from numpy >= 2 arrays with no data (seen on the GPU host, numpy 2.5), and DLPack is
+    also the way GPU tensors will leave these models.
+    """
+    import numpy as np
+    import torch
+    import triton_python_backend_utils as pb_utils
+
+    tensor = array if isinstance(array, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(array))
+    return pb_utils.Tensor.from_dlpack(name, tensor.contiguous())

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from backends import contract
-from backends.polygons import unpack_polygons
+from backends.packing import unpack, unpack_bytes
 from backends.postprocess import SegmentationResult
 from backends.rle import to_coco_json
 
@@ -40,11 +40,12 @@ def result_from_response(response: Response) -> SegmentationResult:
         boxes=output(contract.BOXES).astype(np.float32).reshape(-1, 4),
         scores=output(contract.SCORES).astype(np.float32),
         class_ids=output(contract.CLASS_IDS).astype(np.int32),
-        class_names=[bytes(name).decode() for name in output(contract.CLASS_NAMES)],
-        rle_counts=[bytes(counts) for counts in output(contract.RLE_COUNTS)],
-        polygons=unpack_polygons(
-            output(contract.POLYGON_POINTS).reshape(-1, 2), output(contract.POLYGON_OFFSETS)
-        ),
+        class_names=[
+            name.decode()
+            for name in unpack_bytes(output(contract.CLASS_NAMES), output(contract.CLASS_NAME_OFFSETS))
+        ],
+        rle_counts=unpack_bytes(output(contract.RLE_COUNTS), output(contract.RLE_OFFSETS)),
+        polygons=unpack(output(contract.POLYGON_POINTS).reshape(-1, 2), output(contract.POLYGON_OFFSETS)),
     )
 
 

@@ -8,8 +8,6 @@ from backends.polygons import (
     foreground_bounds,
     largest_contour,
     largest_contour_reference,
-    pack_polygons,
-    unpack_polygons,
 )
 
 
@@ -46,20 +44,3 @@ def test_picks_the_largest_component():
 def test_empty_mask_has_no_polygon():
     assert largest_contour(np.zeros((10, 10), bool)).shape == (0, 2)
     assert foreground_bounds(np.zeros((10, 10), bool)) is None
-
-
-def test_pack_unpack_round_trip():
-    polygons = [np.array([[1, 2], [3, 4]]), np.zeros((0, 2), np.int32), np.array([[5, 6]])]
-    points, offsets = pack_polygons(polygons)
-    assert points.dtype == np.int32 and offsets.tolist() == [0, 2, 2, 3]
-    for a, b in zip(unpack_polygons(points, offsets), polygons):
-        np.testing.assert_array_equal(a, b)
-    points, offsets = pack_polygons([])
-    assert points.shape == (0, 2) and offsets.tolist() == [0]
-    assert unpack_polygons(points, offsets) == []
-
-
-@pytest.mark.parametrize("offsets", [[], [1, 2], [0, 3], [0, 2, 1, 2]])
-def test_unpack_rejects_inconsistent_offsets(offsets):
-    with pytest.raises(ValueError, match="offsets"):
-        unpack_polygons(np.zeros((2, 2), np.int32), np.array(offsets, np.int32))

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 from tritonclient.grpc import InferResult, service_pb2
-from tritonclient.utils import serialize_byte_tensor
 
 from backends import contract
-from backends.polygons import foreground_bounds, largest_contour, pack_polygons
+from backends.packing import pack, pack_bytes
+from backends.polygons import EMPTY_POLYGON, foreground_bounds, largest_contour
 from backends.postprocess import SegmentationResult
 from backends.rle import decode_mask, encode_mask
 from clients.annotate import annotate, class_colour
@@ -51,13 +51,17 @@ def make_result(masks: list[np.ndarray]) -> SegmentationResult:
 def infer_result(result: SegmentationResult, changes: dict | None = None) -> InferResult:
     """The ensemble's gRPC response for `result`, as the server serializes it; `changes` maps
     an output name to the array sent instead, or to None to leave the output out."""
-    points, offsets = pack_polygons(result.polygons)
+    points, offsets = pack(result.polygons, EMPTY_POLYGON)
+    names, name_offsets = pack_bytes([n.encode() for n in result.class_names])
+    rles, rle_offsets = pack_bytes(result.rle_counts)
     outputs = {
         contract.BOXES: (result.boxes, "FP32"),
         contract.SCORES: (result.scores, "FP32"),
         contract.CLASS_IDS: (result.class_ids, "INT32"),
-        contract.CLASS_NAMES: (np.array([n.encode() for n in result.class_names], object), "BYTES"),
-        contract.RLE_COUNTS: (np.array(result.rle_counts, object), "BYTES"),
+        contract.CLASS_NAMES: (names, "UINT8"),
+        contract.CLASS_NAME_OFFSETS: (name_offsets, "INT32"),
+        contract.RLE_COUNTS: (rles, "UINT8"),
+        contract.RLE_OFFSETS: (rle_offsets, "INT32"),
         contract.POLYGON_POINTS: (points, "INT32"),
         contract.POLYGON_OFFSETS: (offsets, "INT32"),
         contract.IMAGE_SIZE: (np.array(result.image_size, np.int32), "INT32"),
@@ -71,12 +75,7 @@ def infer_result(result: SegmentationResult, changes: dict | None = None) -> Inf
         array, datatype = output
         tensor = response.outputs.add(name=name, datatype=datatype)
         tensor.shape.extend(array.shape)
-        if datatype == "BYTES":
-            serialized = serialize_byte_tensor(array)
-            raw = serialized.item() if serialized.size else b""
-        else:
-            raw = np.ascontiguousarray(array).tobytes()
-        response.raw_output_contents.append(raw)
+        response.raw_output_contents.append(np.ascontiguousarray(array).tobytes())
     return InferResult(response)
 
 
@@ -116,7 +115,7 @@ def test_missing_output_is_named():
 
 def test_offsets_that_do_not_fit_the_points_are_rejected():
     result = make_result(shape_masks())
-    offsets = pack_polygons(result.polygons)[1]
+    offsets = pack(result.polygons, EMPTY_POLYGON)[1]
     offsets[-1] += 5
     with pytest.raises(ValueError, match="do not cover"):
         result_from_response(infer_result(result, changes={contract.POLYGON_OFFSETS: offsets}))

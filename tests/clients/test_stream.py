@@ -48,8 +48,10 @@ class EmptyResponse:
             contract.BOXES: np.zeros((0, 4), np.float32),
             contract.SCORES: np.zeros(0, np.float32),
             contract.CLASS_IDS: np.zeros(0, np.int32),
-            contract.CLASS_NAMES: np.array([], object),
-            contract.RLE_COUNTS: np.array([], object),
+            contract.CLASS_NAMES: np.zeros(0, np.uint8),
+            contract.CLASS_NAME_OFFSETS: np.zeros(1, np.int32),
+            contract.RLE_COUNTS: np.zeros(0, np.uint8),
+            contract.RLE_OFFSETS: np.zeros(1, np.int32),
             contract.POLYGON_POINTS: np.zeros((0, 2), np.int32),
             contract.POLYGON_OFFSETS: np.zeros(1, np.int32),
         }

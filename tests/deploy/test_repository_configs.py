@@ -21,7 +21,12 @@ from tritonclient.grpc.model_config_pb2 import (
 
 from backends.classes import ClassTable
 from backends.contract import ENGINE, ENSEMBLE, MODEL_SIZES, POSTPROCESS, PREPROCESS
-from tools.build_repository import ENGINE_VARIANTS, EngineShape, RepositorySettings, build_repository
+from tools.build_repository import (
+    ENGINE_VARIANTS,
+    EngineShape,
+    RepositorySettings,
+    build_repository,
+)
 
 NUM_CLASSES = 91  # COCO-pretrained logit columns; any count renders the same way
 MAX_BATCH_SIZE = 16

@@ -1,13 +1,11 @@
 import os
 
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
 from backends import contract as c
 from backends.classes import ClassTable
-from backends.polygons import pack_polygons
+from backends.packing import pack, pack_bytes
+from backends.polygons import EMPTY_POLYGON
 from backends.postprocess import postprocess_reference
-from backends.triton_model import model_parameter, respond_each
+from backends.triton_model import input_array, model_parameter, output_tensor, respond_each
 
 
 class TritonPythonModel:
@@ -18,28 +16,29 @@ class TritonPythonModel:
         self.num_select = int(model_parameter(args, "num_select"))
 
     def _handle(self, request):
-        def tensor(name):
-            return pb_utils.get_input_tensor_by_name(request, name).as_numpy()
-
-        height, width = (int(v) for v in tensor(c.IMAGE_SIZE))
+        height, width = (int(v) for v in input_array(request, c.IMAGE_SIZE))
         result = postprocess_reference(
-            tensor(c.DETS)[0],
-            tensor(c.LABELS)[0],
-            tensor(c.MASKS)[0],
+            input_array(request, c.DETS)[0],
+            input_array(request, c.LABELS)[0],
+            input_array(request, c.MASKS)[0],
             (height, width),
             self.num_select,
             self.score_threshold,
             self.classes,
         )
-        points, offsets = pack_polygons(result.polygons)
+        names, name_offsets = pack_bytes([name.encode() for name in result.class_names])
+        rles, rle_offsets = pack_bytes(result.rle_counts)
+        points, point_offsets = pack(result.polygons, EMPTY_POLYGON)
         return [
-            pb_utils.Tensor(c.BOXES, result.boxes),
-            pb_utils.Tensor(c.SCORES, result.scores),
-            pb_utils.Tensor(c.CLASS_IDS, result.class_ids),
-            pb_utils.Tensor(c.CLASS_NAMES, np.array([n.encode() for n in result.class_names], dtype=object)),
-            pb_utils.Tensor(c.RLE_COUNTS, np.array(result.rle_counts, dtype=object)),
-            pb_utils.Tensor(c.POLYGON_POINTS, points),
-            pb_utils.Tensor(c.POLYGON_OFFSETS, offsets),
+            output_tensor(c.BOXES, result.boxes),
+            output_tensor(c.SCORES, result.scores),
+            output_tensor(c.CLASS_IDS, result.class_ids),
+            output_tensor(c.CLASS_NAMES, names),
+            output_tensor(c.CLASS_NAME_OFFSETS, name_offsets),
+            output_tensor(c.RLE_COUNTS, rles),
+            output_tensor(c.RLE_OFFSETS, rle_offsets),
+            output_tensor(c.POLYGON_POINTS, points),
+            output_tensor(c.POLYGON_OFFSETS, point_offsets),
         ]
 
     def execute(self, requests):

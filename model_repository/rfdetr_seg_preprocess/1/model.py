@@ -1,9 +1,8 @@
 import numpy as np
-import triton_python_backend_utils as pb_utils
 
 from backends.contract import ENGINE_INPUT, IMAGE, IMAGE_SIZE
 from backends.preprocess import preprocess_reference
-from backends.triton_model import model_parameter, respond_each
+from backends.triton_model import input_array, model_parameter, output_tensor, respond_each
 
 
 class TritonPythonModel:
@@ -11,10 +10,10 @@ class TritonPythonModel:
         self.resolution = int(model_parameter(args, "resolution"))
 
     def _handle(self, request):
-        image = pb_utils.get_input_tensor_by_name(request, IMAGE).as_numpy()
+        image = input_array(request, IMAGE)
         return [
-            pb_utils.Tensor(ENGINE_INPUT, preprocess_reference(image, self.resolution)),
-            pb_utils.Tensor(IMAGE_SIZE, np.array(image.shape[:2], dtype=np.int32)),
+            output_tensor(ENGINE_INPUT, preprocess_reference(image, self.resolution)),
+            output_tensor(IMAGE_SIZE, np.array(image.shape[:2], dtype=np.int32)),
         ]
 
     def execute(self, requests):

@@ -5,7 +5,7 @@ import triton_python_backend_utils as pb_utils
 
 from backends.contract import ENGINE_INPUT, ENGINE_OUTPUTS
 from backends.engine_onnx import OnnxEngine
-from backends.triton_model import model_parameter
+from backends.triton_model import input_array, model_parameter, output_tensor
 
 
 class TritonPythonModel:
@@ -16,7 +16,7 @@ class TritonPythonModel:
     def execute(self, requests):
         # The dynamic batcher hands over several requests: one engine run for all of them,
         # as the TensorRT plan does.
-        inputs = [pb_utils.get_input_tensor_by_name(r, ENGINE_INPUT).as_numpy() for r in requests]
+        inputs = [input_array(r, ENGINE_INPUT) for r in requests]
         try:
             outputs = self.engine(np.concatenate(inputs))
         except Exception as error:  # noqa: BLE001 - every request of the batch learns why
@@ -25,7 +25,7 @@ class TritonPythonModel:
         bounds = np.cumsum([0] + [len(x) for x in inputs])
         return [
             pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(name, outputs[name][lo:hi]) for name in ENGINE_OUTPUTS]
+                output_tensors=[output_tensor(name, outputs[name][lo:hi]) for name in ENGINE_OUTPUTS]
             )
             for lo, hi in zip(bounds[:-1], bounds[1:])
         ]
