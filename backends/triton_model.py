@@ -63,5 +63,21 @@ def output_tensor(name: str, array):
     import torch
     import triton_python_backend_utils as pb_utils
 
-    tensor = array if isinstance(array, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(array))
-    return pb_utils.Tensor.from_dlpack(name, tensor.contiguous())
+    tensor = array if isinstance(array, torch.Tensor) else torch.from_numpy(np.asarray(array))
+    return pb_utils.Tensor.from_dlpack(name, with_row_major_strides(tensor))
+
+
+def with_row_major_strides(tensor):
+    """The tensor itself when its strides are exactly row-major, else a row-major copy.
+
+    The python backend accepts only such DLPack tensors, and "contiguous" in torch's sense is not
+    enough: numpy gives empty arrays zero strides (np.concatenate of empty polygons)."""
+    import torch
+
+    expected, step = [], 1
+    for size in reversed(tensor.shape):
+        expected.append(step)
+        step *= size
+    if list(tensor.stride()) == expected[::-1]:
+        return tensor
+    return torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device).copy_(tensor)
