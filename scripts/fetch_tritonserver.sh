@@ -5,10 +5,12 @@
 # LD_LIBRARY_PATH). Only the server is taken: the wheel's own Python requirements (numpy<2,
 # an older tritonclient...) never enter the project's environment.
 # usage: scripts/fetch_tritonserver.sh [DEST] [PYTHON]
+#   STUB_PYTHON_VERSION=3.12 takes the stub for another Python than PYTHON's (a bundle for
+#   another host, scripts/gpu_bundle.sh).
 set -euo pipefail
 dest=${1:-.triton}
 python=${2:-python3}
-pyver=$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+pyver=${STUB_PYTHON_VERSION:-$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')}
 if [ -x "$dest/bin/tritonserver" ] && [ -x "$dest/backends/python/triton_python_backend_stub" ]; then
   echo "tritonserver already installed in $dest"; exit 0
 fi
@@ -23,7 +25,11 @@ mkdir -p "$dest/bin" "$dest/backends/python" "$dest/lib"
 cp "$ts/bin/tritonserver" "$dest/bin/"
 cp "$ts/backends/python/libtriton_python.so" "$ts/backends/python/triton_python_backend_utils.py" "$stub" \
   "$dest/backends/python/"
-cp "$work"/x/nvidia_pytriton.libs/* "$dest/lib/"
+# Every bundled library but the Python runtimes the wheel carries for the stubs of Pythons
+# that lack a shared libpython: ours embeds the host's.
+for lib in "$work"/x/nvidia_pytriton.libs/*; do
+  case $(basename "$lib") in libpython3-*) ;; *) cp "$lib" "$dest/lib/" ;; esac
+done
 # perf_analyzer (from the tritonclient 2.51 wheel) looks these two up by their plain sonames.
 ln -sf "$(basename "$dest"/lib/libb64-*.so.0d)" "$dest/lib/libb64.so.0d"
 ln -sf "$(basename "$dest"/lib/libcudart-*.so.12.*)" "$dest/lib/libcudart.so.12"
