@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from backends.classes import ClassTable
+from backends.contract import MODEL_SIZES
+from tools.build_repository import EngineShape
 from tools.export_onnx import export
 from tools.torchvision_cpu import ensure_torchvision_importable
 
@@ -52,3 +54,13 @@ def test_missing_checkpoint_is_named(tmp_path):
 def test_unknown_size_is_named(tmp_path):
     with pytest.raises(ValueError, match="'huge'"):
         export("huge", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", sorted(MODEL_SIZES))
+def test_every_size_exports_with_the_contract_shapes(size, tmp_path):
+    """build_engines.sh sizes TensorRT profiles from MODEL_SIZES: it must match real exports."""
+    onnx_path, _ = export(size, tmp_path)
+    expected = MODEL_SIZES[size]
+    assert EngineShape.from_onnx(onnx_path) == EngineShape(expected.resolution, expected.num_queries, 91)
+    onnx_path.unlink()  # 120-140 MB each
