@@ -10,12 +10,14 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.utils.shared_memory as shm
+from tritonclient.utils import InferenceServerException
 
 from backends.contract import IMAGE
 from backends.preprocess import validate_image
@@ -157,10 +159,28 @@ class SystemShmTransport(Transport):
     def _release(self, region: ShmRegion) -> None:
         # Best effort on both sides: a dead server must not leak the local segment.
         try:
-            self._client.unregister_system_shared_memory(region.name)
+            unregister_when_released(self._client, region.name)
         except Exception as error:  # noqa: BLE001 - logged, the local segment is still destroyed
             logger.warning("could not unregister shared-memory region %s: %s", region.name, error)
         shm.destroy_shared_memory_region(region.handle)
+
+
+def unregister_when_released(
+    client: grpcclient.InferenceServerClient, name: str, timeout_s: float = 2.0
+) -> None:
+    """Unregisters a system shared-memory region, waiting while the server still holds it.
+
+    The server lets go of a request's input region a moment after the response has reached the
+    client; until then it refuses with "currently in use"."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.unregister_system_shared_memory(name)
+            return
+        except InferenceServerException as error:
+            if "in use" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 _FACTORIES = {

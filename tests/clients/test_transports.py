@@ -7,10 +7,16 @@ import os
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from backends import contract
 from clients.results import result_from_response
-from clients.transports import PlainGrpcTransport, SystemShmTransport, make_transport
+from clients.transports import (
+    PlainGrpcTransport,
+    SystemShmTransport,
+    make_transport,
+    unregister_when_released,
+)
 
 
 def test_plain_input_names_the_image_tensor_and_its_shape():
@@ -102,3 +108,29 @@ def test_slot_outside_the_ring_and_bad_frames_are_named(client):
             transport.inputs_for(2, np.zeros((4, 4, 3), np.uint8))
         with pytest.raises(ValueError, match="uint8"):
             transport.inputs_for(0, np.zeros((4, 4, 3), np.float64))
+
+
+class RegionInUseOnce:
+    """A client stand-in (test fake) whose first unregister finds the region still in use."""
+
+    def __init__(self, message: str):
+        self.calls = 0
+        self.message = message
+
+    def unregister_system_shared_memory(self, name):
+        self.calls += 1
+        if self.calls == 1:
+            raise InferenceServerException(self.message)
+
+
+def test_unregister_waits_while_the_server_still_holds_the_region():
+    fake = RegionInUseOnce("Cannot unregister shared memory region 'r', it is currently in use.")
+    unregister_when_released(fake, "r")
+    assert fake.calls == 2
+
+
+def test_unregister_raises_other_errors_at_once():
+    fake = RegionInUseOnce("Unable to find system shared memory region: 'r'")
+    with pytest.raises(InferenceServerException, match="Unable to find"):
+        unregister_when_released(fake, "r")
+    assert fake.calls == 1

@@ -22,6 +22,7 @@ from backends.pipeline import ReferencePipeline
 from backends.postprocess import SegmentationResult
 from backends.rle import decode_mask
 from clients.results import result_from_response
+from clients.transports import unregister_when_released
 from tests.conftest import TEST_SCORE_THRESHOLD
 
 pytestmark = pytest.mark.integration
@@ -102,7 +103,7 @@ class SystemShmRegion:
         return self
 
     def __exit__(self, *exc):
-        self.client.unregister_system_shared_memory(self.name)
+        unregister_when_released(self.client, self.name)
         shm.destroy_shared_memory_region(self.handle)
 
 
