@@ -20,14 +20,20 @@ class ReferencePipeline:
         self.num_select = num_select
         self.score_threshold = score_threshold
 
-    def __call__(self, image_bgr: np.ndarray) -> SegmentationResult:
-        outputs = self.engine(preprocess_reference(image_bgr, self.engine.resolution))
+    def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
+        return preprocess_reference(image_bgr, self.engine.resolution)
+
+    def postprocess(self, outputs: dict[str, np.ndarray], image_size: tuple[int, int]) -> SegmentationResult:
+        """One frame's engine outputs (batch of 1) -> its result."""
         return postprocess_reference(
             outputs["dets"][0],
             outputs["labels"][0],
             outputs["masks"][0],
-            image_bgr.shape[:2],
+            image_size,
             self.num_select,
             self.score_threshold,
             self.classes,
         )
+
+    def __call__(self, image_bgr: np.ndarray) -> SegmentationResult:
+        return self.postprocess(self.engine(self.preprocess(image_bgr)), image_bgr.shape[:2])

@@ -26,18 +26,14 @@ import tritonclient.grpc as grpcclient
 
 from backends.classes import ClassTable
 from backends.pipeline import ReferencePipeline
-from backends.postprocess import postprocess_reference
-from backends.preprocess import preprocess_reference
 from benchmarks.host import device_description
 from clients.server_stats import format_table, read_counters, stats_since
 from clients.stream import stream_frames
 from clients.transports import make_transport
 from tools.build_repository import EngineShape, RepositorySettings, build_repository
-from tools.export_onnx import export, output_paths
+from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, random_weights_export
 from tools.make_sample_video import render_frames
 from tools.tritonserver import REPO_ROOT, TritonServer
-
-SCORE_THRESHOLD = 0.05  # random weights: keeps a few detections per frame (see tools.demo)
 
 
 @dataclass
@@ -58,19 +54,12 @@ def _timed(fn, items) -> list[float]:
 
 
 def bench_in_process(pipeline: ReferencePipeline, frames: list[np.ndarray]) -> list[Row]:
-    engine, resolution = pipeline.engine, pipeline.engine.resolution
     pipeline(frames[0])  # warm-up
-    inputs = [preprocess_reference(f, resolution) for f in frames]
-    outputs = [engine(x) for x in inputs]
-    pre = _timed(lambda f: preprocess_reference(f, resolution), frames)
-    eng = _timed(engine, inputs)
-    post = _timed(
-        lambda pair: postprocess_reference(
-            pair[1]["dets"][0], pair[1]["labels"][0], pair[1]["masks"][0], pair[0].shape[:2],
-            pipeline.num_select, pipeline.score_threshold, pipeline.classes,
-        ),
-        list(zip(frames, outputs)),
-    )
+    inputs = [pipeline.preprocess(f) for f in frames]
+    outputs = [pipeline.engine(x) for x in inputs]
+    pre = _timed(pipeline.preprocess, frames)
+    eng = _timed(pipeline.engine, inputs)
+    post = _timed(lambda pair: pipeline.postprocess(pair[1], pair[0].shape[:2]), list(zip(frames, outputs)))
     whole = _timed(pipeline, frames)
 
     def row(name: str, times: list[float], note: str = "") -> Row:
@@ -112,15 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "cpu")
     args = parser.parse_args(argv)
 
-    engines = REPO_ROOT / "build" / "engines" / "random"
-    onnx_path, classes_path = output_paths(engines, "nano")
-    if not onnx_path.exists():
-        export("nano", engines)
+    onnx_path, classes_path = random_weights_export("nano", REPO_ROOT / "build" / "engines" / "random")
     classes = ClassTable.load(classes_path)
     frames = list(render_frames(args.frames, args.width, args.height))
 
-    rows = bench_in_process(ReferencePipeline(onnx_path, classes, 100, SCORE_THRESHOLD), frames)
-    settings = RepositorySettings(EngineShape.from_onnx(onnx_path), score_threshold=SCORE_THRESHOLD)
+    rows = bench_in_process(ReferencePipeline(onnx_path, classes, 100, RANDOM_WEIGHTS_THRESHOLD), frames)
+    settings = RepositorySettings(EngineShape.from_onnx(onnx_path), score_threshold=RANDOM_WEIGHTS_THRESHOLD)
     repository = build_repository(onnx_path, classes, settings, REPO_ROOT / "build" / "bench_repository")
     args.out.mkdir(parents=True, exist_ok=True)
     modes = [("grpc", 1), ("system_shm", 1), ("system_shm", 2), ("system_shm", 4)]

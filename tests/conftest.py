@@ -9,24 +9,17 @@ import pytest
 
 from backends.classes import ClassTable
 from tools.build_repository import EngineShape, RepositorySettings, build_repository
+from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, random_weights_export
 from tools.tritonserver import REPO_ROOT, TritonServer
 
 # Shared with tools.demo: both export the same seeded random-weights Nano.
 ENGINE_CACHE = REPO_ROOT / "build" / "engines" / "random"
-# A random-weights model scores far below 0.5; this threshold keeps a few detections per frame
-# so masks, RLE and polygons are exercised end to end.
-TEST_SCORE_THRESHOLD = 0.05
 
 
 @pytest.fixture(scope="session")
 def nano_onnx() -> tuple[Path, Path]:
     """(onnx path, class table path) of RF-DETR-Seg-Nano, exported once and cached."""
-    from tools.export_onnx import export, output_paths
-
-    onnx_path, classes_path = output_paths(ENGINE_CACHE, "nano")
-    if not (onnx_path.exists() and classes_path.exists()):
-        export("nano", ENGINE_CACHE)
-    return onnx_path, classes_path
+    return random_weights_export("nano", ENGINE_CACHE)
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +29,7 @@ def model_repository(nano_onnx, tmp_path_factory) -> Path:
     settings = RepositorySettings(
         shape=EngineShape.from_onnx(onnx_path),
         max_batch_size=8,
-        score_threshold=TEST_SCORE_THRESHOLD,
+        score_threshold=RANDOM_WEIGHTS_THRESHOLD,
     )
     return build_repository(onnx_path, classes, settings, tmp_path_factory.mktemp("repo") / "models")
 

@@ -20,21 +20,18 @@ from backends.classes import ClassTable
 from backends.contract import MODEL_SIZES
 from clients import stream_video
 from tools.build_repository import EngineShape, RepositorySettings, build_repository
-from tools.export_onnx import export, output_paths
+from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, export, random_weights_export
 from tools.make_sample_video import make_sample_video
 from tools.tritonserver import TritonServer
 
 logger = logging.getLogger("demo")
-RANDOM_WEIGHTS_THRESHOLD = 0.05
 
 
 def exported_engine(size: str, checkpoint: Path | None, engines_dir: Path) -> tuple[Path, Path]:
-    """The ONNX + class table: re-exported for a checkpoint, cached for random weights."""
-    onnx_path, classes_path = output_paths(engines_dir / ("checkpoint" if checkpoint else "random"), size)
-    if checkpoint is None and onnx_path.exists() and classes_path.exists():
-        logger.info("reusing %s (random weights)", onnx_path)
-        return onnx_path, classes_path
-    return export(size, onnx_path.parent, checkpoint)
+    """The ONNX + class table: re-exported for a checkpoint, reused for random weights."""
+    if checkpoint is None:
+        return random_weights_export(size, engines_dir / "random")
+    return export(size, engines_dir / "checkpoint", checkpoint)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,9 @@ from backends.contract import MODEL_SIZES
 from tools.torchvision_cpu import ensure_torchvision_importable
 
 logger = logging.getLogger("export_onnx")
+# Random weights never score 0.5; this threshold keeps a few detections per frame, so masks, RLE
+# and polygons still flow through every stage (demo, tests, benchmarks).
+RANDOM_WEIGHTS_THRESHOLD = 0.05
 
 RANDOM_WEIGHTS_NOTICE = """
 ************************************************************************************
@@ -75,6 +78,15 @@ def export(size: str, out_dir: Path, checkpoint: Path | None = None) -> tuple[Pa
     classes.save(classes_path)
     logger.info("exported %s (%d named classes)", onnx_path, sum(n is not None for n in classes.names))
     return onnx_path, classes_path
+
+
+def random_weights_export(size: str, out_dir: Path) -> tuple[Path, Path]:
+    """The seeded random-weights export is the same every time: reuse it when out_dir has it."""
+    onnx_path, classes_path = output_paths(out_dir, size)
+    if onnx_path.exists() and classes_path.exists():
+        logger.info("reusing %s (random weights)", onnx_path)
+        return onnx_path, classes_path
+    return export(size, out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from backends.postprocess import SegmentationResult
 from backends.rle import decode_mask
 from clients.results import result_from_response
 from clients.transports import unregister_when_released
-from tests.conftest import TEST_SCORE_THRESHOLD
+from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD
 
 pytestmark = pytest.mark.integration
 _region_ids = itertools.count()
@@ -46,7 +46,7 @@ def client(triton_server):
 @pytest.fixture(scope="module")
 def reference(nano_onnx):
     onnx_path, classes_path = nano_onnx
-    return ReferencePipeline(onnx_path, ClassTable.load(classes_path), 100, TEST_SCORE_THRESHOLD)
+    return ReferencePipeline(onnx_path, ClassTable.load(classes_path), 100, RANDOM_WEIGHTS_THRESHOLD)
 
 
 def image_input(frame: np.ndarray) -> grpcclient.InferInput:
