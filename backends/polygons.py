@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-EMPTY_POLYGON = np.zeros((0, 2), dtype=np.int32)
+from backends.results import EMPTY_POLYGON
 
 
 def _largest(contours: tuple[np.ndarray, ...]) -> np.ndarray:

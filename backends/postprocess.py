@@ -1,16 +1,19 @@
-"""RF-DETR outputs -> detections with COCO RLE masks and polygons: the reference path.
+"""RF-DETR outputs -> detections with COCO RLE masks and polygons: the reference path, in torch
+ops on whatever device the engine outputs are (the `gpu` target's baseline).
 
 The selection is rfdetr's PostProcess (rfdetr/models/postprocess.py): sigmoid, top num_select
 over the flattened (query x class) grid with its tie rule (descending score, then ascending
 flat index), cxcywh -> xyxy scaled to the original pixels and clamped, masks gathered by query,
 bilinear-upsampled (align_corners=False) to the original size and thresholded at > 0. Then,
 like rfdetr's predict(): keep score > threshold. Then this project's rule (backends.classes):
-drop ids without a name. The GPU kernels of the roadmap are checked against this module.
+drop ids without a name. RLE and polygons are computed on the CPU, one full-size mask at a time.
+The GPU kernels of the roadmap are checked against this module.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,46 +21,45 @@ import torch.nn.functional as F  # noqa: N812
 
 from backends.classes import ClassTable
 from backends.polygons import largest_contour
+from backends.results import SegmentationResult
 from backends.rle import encode_mask
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """The knobs that always travel together; refused here when they make no sense.
+
+    Args:
+        num_select: how many (query, class) pairs the top-k keeps (rfdetr's num_select).
+        score_threshold: keep detections scoring strictly above it, in [0, 1].
+        classes: class id -> name table; ids without a name are dropped.
+    """
+
+    num_select: int
+    score_threshold: float
+    classes: ClassTable
+
+    def __post_init__(self) -> None:
+        check_score_threshold(self.score_threshold)
+        if isinstance(self.num_select, bool) or not isinstance(self.num_select, int) or self.num_select < 1:
+            raise ValueError(f"num_select must be an integer >= 1, got {self.num_select!r}")
+
+
+def check_score_threshold(value: float) -> None:
+    """Raises ValueError unless value is a number in [0, 1] (NaN is not)."""
+    if not isinstance(value, (int, float)) or math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"score threshold must be a number in [0, 1], got {value!r}")
 
 
 @dataclass
 class Selection:
-    """The detections kept for one frame, before masks. K rows, best score first."""
+    """The detections kept for one frame, before masks. K rows, best score first, on the
+    outputs' device."""
 
-    scores: np.ndarray  # (K,) float32
-    class_ids: np.ndarray  # (K,) int64
-    query_ids: np.ndarray  # (K,) int64
-    boxes: np.ndarray  # (K, 4) float32, xyxy in original pixels
-
-
-@dataclass
-class SegmentationResult:
-    """One frame's detections, as the ensemble returns them."""
-
-    image_size: tuple[int, int]  # (height, width)
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
-    class_ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
-    class_names: list[str] = field(default_factory=list)
-    rle_counts: list[bytes] = field(default_factory=list)
-    polygons: list[np.ndarray] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        n = len(self.scores)
-        lengths = {
-            "boxes": len(self.boxes),
-            "class_ids": len(self.class_ids),
-            "class_names": len(self.class_names),
-            "rle_counts": len(self.rle_counts),
-            "polygons": len(self.polygons),
-        }
-        wrong = {k: v for k, v in lengths.items() if v != n}
-        if wrong:
-            raise ValueError(f"{n} scores but {wrong}")
-
-    def __len__(self) -> int:
-        return len(self.scores)
+    scores: torch.Tensor  # (K,) float32
+    class_ids: torch.Tensor  # (K,) int64
+    query_ids: torch.Tensor  # (K,) int64
+    boxes: torch.Tensor  # (K, 4) float32, xyxy in original pixels
 
 
 def select_topk(logits: torch.Tensor, num_select: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -75,49 +77,35 @@ def boxes_to_pixels(boxes_cxcywh: torch.Tensor, height: int, width: int) -> torc
     # Negative sizes count as 0, as in rfdetr's box_ops.box_cxcywh_to_xyxy.
     half_w, half_h = 0.5 * w.clamp(min=0.0), 0.5 * h.clamp(min=0.0)
     xyxy = torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=-1)
-    scale = torch.tensor([width, height, width, height], dtype=xyxy.dtype)
+    scale = torch.tensor([width, height, width, height], dtype=xyxy.dtype, device=xyxy.device)
     return (xyxy * scale).clamp_min(0.0).clamp(max=scale)
 
 
 def select_detections(
-    dets: np.ndarray,
-    labels: np.ndarray,
-    image_size: tuple[int, int],
-    num_select: int,
-    score_threshold: float,
-    classes: ClassTable,
+    dets: torch.Tensor, labels: torch.Tensor, image_size: tuple[int, int], settings: PostprocessSettings
 ) -> Selection:
     """One frame's (Q, 4) dets and (Q, C) logits -> the kept detections, boxes in pixels."""
     height, width = image_size
-    scores, class_ids, query_ids = select_topk(torch.from_numpy(labels), num_select)
-    keep = scores > score_threshold
+    scores, class_ids, query_ids = select_topk(labels, settings.num_select)
+    keep = scores > settings.score_threshold
     scores, class_ids, query_ids = scores[keep], class_ids[keep], query_ids[keep]
-    named = torch.from_numpy(classes.named(class_ids.numpy()))
+    named = torch.from_numpy(settings.classes.named(class_ids.cpu().numpy())).to(scores.device)
     scores, class_ids, query_ids = scores[named], class_ids[named], query_ids[named]
-    boxes = boxes_to_pixels(torch.from_numpy(dets)[query_ids], height, width)
-    return Selection(
-        scores=scores.numpy().astype(np.float32),
-        class_ids=class_ids.numpy(),
-        query_ids=query_ids.numpy(),
-        boxes=boxes.numpy().astype(np.float32),
-    )
+    return Selection(scores, class_ids, query_ids, boxes_to_pixels(dets[query_ids], height, width))
 
 
-def upsample_mask(mask_logits: np.ndarray, height: int, width: int) -> np.ndarray:
+def upsample_mask(mask_logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(h, w) mask logits -> (height, width) bool: bilinear, align_corners=False, > 0."""
-    logits = torch.from_numpy(np.ascontiguousarray(mask_logits))[None, None]
-    resized = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-    return (resized[0, 0] > 0.0).numpy()
+    resized = F.interpolate(mask_logits[None, None], size=(height, width), mode="bilinear", align_corners=False)
+    return resized[0, 0] > 0.0
 
 
-def postprocess_reference(
-    dets: np.ndarray,
-    labels: np.ndarray,
-    masks: np.ndarray,
+def postprocess_frame(
+    dets: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor,
     image_size: tuple[int, int],
-    num_select: int,
-    score_threshold: float,
-    classes: ClassTable,
+    settings: PostprocessSettings,
 ) -> SegmentationResult:
     """One frame's engine outputs -> its SegmentationResult.
 
@@ -126,24 +114,41 @@ def postprocess_reference(
         labels: (Q, C) class logits.
         masks: (Q, h, w) mask logits.
         image_size: the original frame's (height, width).
-        num_select: how many (query, class) pairs the top-k keeps (rfdetr's num_select).
-        score_threshold: keep detections scoring strictly above it.
-        classes: class id -> name table; ids without a name are dropped.
+        settings: top-k size, threshold and class table.
     """
     height, width = image_size
-    sel = select_detections(dets, labels, image_size, num_select, score_threshold, classes)
+    sel = select_detections(dets, labels, image_size, settings)
     rles, polygons = [], []
     # One full-size mask alive at a time: memory stays bounded for 4K frames and many detections.
-    for query in sel.query_ids:
-        mask = upsample_mask(masks[query], height, width)
+    for query in sel.query_ids.tolist():
+        mask = upsample_mask(masks[query], height, width).cpu().numpy()
         rles.append(encode_mask(mask))
         polygons.append(largest_contour(mask))
+    class_ids = sel.class_ids.cpu().numpy()
     return SegmentationResult(
         image_size=(height, width),
-        boxes=sel.boxes,
-        scores=sel.scores,
-        class_ids=sel.class_ids.astype(np.int32),
-        class_names=classes.names_of(sel.class_ids),
+        boxes=sel.boxes.cpu().numpy().astype(np.float32),
+        scores=sel.scores.cpu().numpy().astype(np.float32),
+        class_ids=class_ids.astype(np.int32),
+        class_names=settings.classes.names_of(class_ids),
         rle_counts=rles,
         polygons=polygons,
     )
+
+
+def postprocess_batch(
+    dets: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor,
+    image_sizes: list[tuple[int, int]],
+    settings: PostprocessSettings,
+) -> list[SegmentationResult]:
+    """A batch of engine outputs, (B, Q, ...), and each frame's (height, width) -> B results."""
+    return [
+        postprocess_frame(d, lab, m, size, settings)
+        for d, lab, m, size in zip(dets, labels, masks, image_sizes, strict=True)
+    ]
+
+
+# The postprocess model's `impl` parameter picks one of these.
+POSTPROCESS_IMPLS = {"reference": postprocess_batch}

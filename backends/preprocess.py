@@ -1,46 +1,43 @@
-"""Frame -> engine input: the reference preprocess of RF-DETR's predict().
+"""Frames -> engine input: the reference preprocess of RF-DETR's predict(), on any device.
 
 rfdetr's predict() does to_tensor (RGB, /255) -> torchvision resize to RxR, bilinear with
 antialias=False (half-pixel centres, the same resize training's augmentation used, rfdetr
-issue #1203) -> normalize with the ImageNet mean/std. This is that, from a BGR uint8 frame.
-The Triton-lang kernel that fuses it (roadmap) is checked against this function.
+issue #1203) -> normalize with the ImageNet mean/std. This is that, from BGR uint8 frames,
+in torch ops on whatever device the frames are (the `gpu` target's baseline). The fused
+Triton-lang kernel (roadmap) is checked against this module.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
 from backends.contract import MEANS, STDS
-from backends.triton_model import InvalidRequestError
+from backends.frames import check_frame
 
 
-class InvalidImageError(InvalidRequestError):
-    """The frame cannot be preprocessed; the message names the problem."""
-
-
-def validate_image(image: np.ndarray) -> None:
-    """Raises InvalidImageError unless `image` is a non-empty uint8 HxWx3 array."""
-    if image.dtype != np.uint8:
-        raise InvalidImageError(f"image must be uint8, got {image.dtype}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise InvalidImageError(f"image must be HxWx3 (BGR), got shape {list(image.shape)}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InvalidImageError(f"image is empty: {image.shape[0]}x{image.shape[1]} pixels")
-
-
-def preprocess_reference(image_bgr: np.ndarray, resolution: int) -> np.ndarray:
-    """One BGR uint8 frame -> float32 [1, 3, resolution, resolution], normalized RGB.
+def preprocess_frame(image_bgr: torch.Tensor, resolution: int) -> torch.Tensor:
+    """One BGR uint8 frame -> float32 (1, 3, resolution, resolution), normalized RGB.
 
     Args:
-        image_bgr: (H, W, 3) uint8, BGR channel order (what OpenCV decodes).
+        image_bgr: (H, W, 3) uint8, BGR channel order (what OpenCV decodes), any device.
         resolution: the model's square input size.
     """
-    validate_image(image_bgr)
-    rgb = torch.from_numpy(np.ascontiguousarray(image_bgr[:, :, ::-1]))
-    chw = rgb.permute(2, 0, 1).float().div(255.0).unsqueeze(0)
+    check_frame(image_bgr.shape, image_bgr.dtype)
+    chw = image_bgr.flip(-1).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
     resized = F.interpolate(chw, size=(resolution, resolution), mode="bilinear", align_corners=False)
-    mean = torch.tensor(MEANS).view(1, 3, 1, 1)
-    std = torch.tensor(STDS).view(1, 3, 1, 1)
-    return resized.sub(mean).div(std).numpy()
+    mean = torch.tensor(MEANS, device=resized.device).view(1, 3, 1, 1)
+    std = torch.tensor(STDS, device=resized.device).view(1, 3, 1, 1)
+    return resized.sub(mean).div(std)
+
+
+def preprocess_batch(frames: list[torch.Tensor], resolution: int, device: torch.device) -> torch.Tensor:
+    """Frames of any sizes -> float32 (B, 3, resolution, resolution) on `device`."""
+    out = torch.empty((len(frames), 3, resolution, resolution), dtype=torch.float32, device=device)
+    for row, frame in zip(out, frames):
+        row.copy_(preprocess_frame(frame.to(device, non_blocking=True), resolution)[0])
+    return out
+
+
+# The preprocess model's `impl` parameter picks one of these.
+PREPROCESS_IMPLS = {"reference": preprocess_batch}

@@ -1,18 +1,24 @@
-"""What every python-backend model.py shares: one response per request, errors per request.
+"""What every python-backend model.py shares: settings from the config, the devices a stage
+runs on, tensors in and out through DLPack on whatever device, and one batched call per execute
+with errors kept per request.
 
-Importable only inside the python backend stub (triton_python_backend_utils lives there), so
-the import is inside the function; everything else in backends/ imports anywhere.
+Importable only inside the python backend stub where it touches triton_python_backend_utils,
+so that import sits inside the functions; everything else in backends/ imports anywhere.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+import torch
 
-class InvalidRequestError(ValueError):
-    """The request itself is wrong (bad frame, bad tensor); the client gets INVALID_ARG."""
+from backends.errors import InvalidRequestError
+
+Item = TypeVar("Item")
+Outputs = Mapping[str, Any]  # output name -> torch tensor or numpy array, batch axis included
 
 
 def model_parameter(args: dict, key: str) -> str:
@@ -23,57 +29,65 @@ def model_parameter(args: dict, key: str) -> str:
     return parameters[key]["string_value"]
 
 
-def respond_each(requests: list, handle: Callable[[Any], list]) -> list:
-    """Calls handle(request) -> output tensors for each request; one bad request never fails
-    the others, and its error names the problem."""
+@dataclass(frozen=True)
+class StageDevices:
+    """Where a stage computes, and where its output tensors leave it.
+
+    They differ on Jetson: the python backend there takes no GPU tensors, so a stage computing
+    on the GPU still hands CPU tensors to Triton."""
+
+    compute: torch.device
+    outputs: torch.device
+
+
+def stage_devices(args: dict) -> StageDevices:
+    """From the config's `device` parameter ("cpu" or "cuda"), the instance's GPU id and
+    FORCE_CPU_ONLY_INPUT_TENSORS (GPU tensors cross the boundary only when it is "no")."""
+    device = model_parameter(args, "device")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"config.pbtxt of {args['model_name']}: device must be cpu or cuda, got {device!r}")
+    if device == "cpu":
+        return StageDevices(torch.device("cpu"), torch.device("cpu"))
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"{args['model_name']} is configured for device cuda but torch sees no CUDA device")
+    gpu = torch.device("cuda", int(args.get("model_instance_device_id") or 0))
+    gpu_tensors = model_parameter(args, "FORCE_CPU_ONLY_INPUT_TENSORS") == "no"
+    return StageDevices(gpu, gpu if gpu_tensors else torch.device("cpu"))
+
+
+def log_info(message: str) -> None:
+    """A line in tritonserver's log."""
     import triton_python_backend_utils as pb_utils
 
-    responses = []
-    for request in requests:
-        try:
-            responses.append(pb_utils.InferenceResponse(output_tensors=handle(request)))
-        except InvalidRequestError as error:
-            responses.append(
-                pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
-            )
-        except Exception as error:  # noqa: BLE001 - reported to the client, the server keeps serving
-            message = f"{type(error).__name__}: {error}"
-            responses.append(
-                pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INTERNAL))
-            )
-    return responses
+    pb_utils.Logger.log_info(message)
 
 
-def input_array(request, name: str):
-    """A request's input as a numpy array, read through DLPack."""
-    import torch
+def input_tensor(request, name: str) -> torch.Tensor:
+    """A request's input as a torch tensor on the device Triton put it, through DLPack."""
     import triton_python_backend_utils as pb_utils
 
-    return torch.from_dlpack(pb_utils.get_input_tensor_by_name(request, name).to_dlpack()).numpy()
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise InvalidRequestError(f"request lacks input {name!r}")
+    return torch.from_dlpack(tensor.to_dlpack())
 
 
-def output_tensor(name: str, array):
-    """An output tensor from a numpy array or torch tensor, handed over through DLPack.
+def output_tensor(name: str, value):
+    """An output tensor from a torch tensor (either device) or a numpy array, through DLPack.
 
     Not pb_utils.Tensor(name, ndarray): the python backend of tritonserver 2.51 sends tensors
-    built from numpy >= 2 arrays with no data (seen on the GPU host, numpy 2.5), and DLPack is
-    also the way GPU tensors will leave these models.
-    """
-    import numpy as np
-    import torch
+    built from numpy >= 2 arrays with no data (seen on the GPU host, numpy 2.5)."""
     import triton_python_backend_utils as pb_utils
 
-    tensor = array if isinstance(array, torch.Tensor) else torch.from_numpy(np.asarray(array))
+    tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
     return pb_utils.Tensor.from_dlpack(name, with_row_major_strides(tensor))
 
 
-def with_row_major_strides(tensor):
+def with_row_major_strides(tensor: torch.Tensor) -> torch.Tensor:
     """The tensor itself when its strides are exactly row-major, else a row-major copy.
 
     The python backend accepts only such DLPack tensors, and "contiguous" in torch's sense is not
     enough: numpy gives empty arrays zero strides (np.concatenate of empty polygons)."""
-    import torch
-
     expected, step = [], 1
     for size in reversed(tensor.shape):
         expected.append(step)
@@ -81,3 +95,68 @@ def with_row_major_strides(tensor):
     if list(tensor.stride()) == expected[::-1]:
         return tensor
     return torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device).copy_(tensor)
+
+
+def serve_batch(
+    requests: list,
+    read: Callable[[Any], Item],
+    run: Callable[[list[Item]], list[Outputs]],
+) -> list:
+    """One response per request, from one batched call over every readable request.
+
+    Args:
+        requests: what execute() was given (the dynamic batcher's gathering).
+        read: request -> its item; raising fails that request alone.
+        run: items -> one Outputs per item, in order.
+
+    A request that cannot be read gets its own error (INVALID_ARG for InvalidRequestError,
+    naming the problem) and the others are served. If the batched call itself fails, each item
+    is run alone, so a failure stays with the request that caused it.
+    """
+    import triton_python_backend_utils as pb_utils
+
+    def error_response(error: Exception):
+        if isinstance(error, InvalidRequestError):
+            code, message = pb_utils.TritonError.INVALID_ARG, str(error)
+        else:
+            code, message = pb_utils.TritonError.INTERNAL, f"{type(error).__name__}: {error}"
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
+
+    def served(outputs: Outputs):
+        tensors = [output_tensor(name, value) for name, value in outputs.items()]
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    responses: list = [None] * len(requests)
+    positions, items = [], []
+    for position, request in enumerate(requests):
+        if request.is_cancelled():
+            responses[position] = pb_utils.InferenceResponse(
+                error=pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)
+            )
+            continue
+        try:
+            items.append(read(request))
+            positions.append(position)
+        except Exception as error:  # noqa: BLE001 - reported to its client, the server keeps serving
+            responses[position] = error_response(error)
+    if not items:
+        return responses
+    try:
+        results: list[Outputs | Exception] = list(run(items))
+        if len(results) != len(items):
+            raise RuntimeError(f"batched call returned {len(results)} results for {len(items)} requests")
+    except Exception as error:  # noqa: BLE001 - isolated below
+        results = [error] if len(items) == 1 else [_run_alone(run, item) for item in items]
+    for position, result in zip(positions, results):
+        try:
+            responses[position] = error_response(result) if isinstance(result, Exception) else served(result)
+        except Exception as error:  # noqa: BLE001 - an output Triton refuses fails its request alone
+            responses[position] = error_response(error)
+    return responses
+
+
+def _run_alone(run: Callable[[list[Item]], list[Outputs]], item: Item) -> Outputs | Exception:
+    try:
+        return run([item])[0]
+    except Exception as error:  # noqa: BLE001 - becomes this request's error response
+        return error
