@@ -2,7 +2,7 @@
 # RF-DETR-Seg checkpoint -> ONNX -> TensorRT plan (one batch profile) -> servable model repository.
 #
 #   ./build_engines.sh [--size nano] [--checkpoint rf-detr-seg-nano.pth | --onnx FILE.onnx]
-#                      [--max-batch 32] [--opt-batch 8] [--precision fp16|fp32]
+#                      [--max-batch 32] [--opt-batch 8] [--precision fp16|fp32] [--target gpu|jetson]
 #                      [--out build/engines] [--repository build/model_repository]
 #
 # Run it from the repository root with the project's Python environment active, on the GPU host
@@ -21,11 +21,11 @@ set -euo pipefail
 usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "build_engines.sh: $*" >&2; exit 2; }
 
-size=nano checkpoint="" onnx="" max_batch=32 opt_batch="" precision=fp16
+size=nano checkpoint="" onnx="" max_batch=32 opt_batch="" precision=fp16 target=gpu
 out=build/engines repository=build/model_repository
 while (($#)); do
   case "$1" in
-    --size|--checkpoint|--onnx|--max-batch|--opt-batch|--precision|--out|--repository)
+    --size|--checkpoint|--onnx|--max-batch|--opt-batch|--precision|--target|--out|--repository)
       (($# >= 2)) || die "$1 needs a value"
       case "$1" in
         --size) size=$2 ;;
@@ -34,6 +34,7 @@ while (($#)); do
         --max-batch) max_batch=$2 ;;
         --opt-batch) opt_batch=$2 ;;
         --precision) precision=$2 ;;
+        --target) target=$2 ;;
         --out) out=$2 ;;
         --repository) repository=$2 ;;
       esac
@@ -49,6 +50,8 @@ done
 
 [[ "$precision" == fp16 || "$precision" == fp32 ]] \
   || die "--precision must be fp16 or fp32, got '$precision'"
+# The repository's target (tools.targets): how the python stages around the plan run.
+[[ "$target" == gpu || "$target" == jetson ]] || die "--target must be gpu or jetson, got '$target'"
 [[ "$max_batch" =~ ^[1-9][0-9]*$ ]] || die "--max-batch must be a positive integer, got '$max_batch'"
 # The opt batch defaults to 8, or to the max batch when that is smaller.
 [[ -n "$opt_batch" ]] || opt_batch=$((max_batch < 8 ? max_batch : 8))
@@ -113,7 +116,7 @@ echo "build_engines.sh: trtexec ${trtexec_args[*]}" >&2
 trtexec "${trtexec_args[@]}"
 [[ -s "$plan" ]] || die "trtexec exited 0 but wrote no plan at $plan"
 
-python -m tools.build_repository --engine-file "$plan" --onnx "$onnx" --classes "$classes" \
-  --max-batch-size "$max_batch" --out "$repository"
+python -m tools.build_repository --target "$target" --engine tensorrt --plan "$plan" --onnx "$onnx" \
+  --classes "$classes" --max-batch-size "$max_batch" --out "$repository"
 echo "build_engines.sh: $repository serves $plan, which runs only on this GPU model with this" \
   "TensorRT version" >&2

@@ -62,14 +62,24 @@ def log_info(message: str) -> None:
     pb_utils.Logger.log_info(message)
 
 
+_reported_inputs: set[str] = set()
+
+
 def input_tensor(request, name: str) -> torch.Tensor:
-    """A request's input as a torch tensor on the device Triton put it, through DLPack."""
+    """A request's input as a torch tensor on the device Triton put it, through DLPack.
+
+    The first time each input arrives, the log says on which device (input names are unique
+    across the stages): that is how a deployment, and the GPU tests, see tensors stay on the GPU."""
     import triton_python_backend_utils as pb_utils
 
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
         raise InvalidRequestError(f"request lacks input {name!r}")
-    return torch.from_dlpack(tensor.to_dlpack())
+    value = torch.from_dlpack(tensor.to_dlpack())
+    if name not in _reported_inputs:
+        _reported_inputs.add(name)
+        log_info(f"input {name!r} arrives on {value.device}")
+    return value
 
 
 def output_tensor(name: str, value):
@@ -160,3 +170,9 @@ def _run_alone(run: Callable[[list[Item]], list[Outputs]], item: Item) -> Output
         return run([item])[0]
     except Exception as error:  # noqa: BLE001 - becomes this request's error response
         return error
+
+
+def split_rows(outputs: Mapping[str, torch.Tensor], counts: list[int]) -> list[dict[str, torch.Tensor]]:
+    """Batched outputs (rows along axis 0) -> one {name: rows} per request, `counts` rows each."""
+    split = {name: tensor.split(counts) for name, tensor in outputs.items()}
+    return [{name: parts[i] for name, parts in split.items()} for i in range(len(counts))]

@@ -29,15 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 import tritonclient.grpc as grpcclient
 
 from backends.contract import ENGINE, ENGINE_INPUT, ENSEMBLE, IMAGE
-from backends.preprocess import preprocess_reference
+from backends.preprocess import preprocess_frame
 from benchmarks.host import device_description
 from tools.make_sample_video import render_frames
 from tools.tritonserver import DEFAULT_TRITON_HOME, REPO_ROOT, TritonServer
 
 FRAME_SHAPE = (480, 640, 3)  # one 640x480 BGR frame per ensemble request
+# The ensemble's image input for it: [1, H, W, 3] (contract.ENSEMBLE_INPUTS), the same bytes.
+ENSEMBLE_INPUT_SHAPE = (1, *FRAME_SHAPE)
 # Per output region, for the ensemble's variable-size outputs (the engine's are fixed, and
 # perf_analyzer sizes them from its config). 8 MiB holds 1M polygon points, far more than the
 # contours of every detection on a 480x640 frame.
@@ -91,21 +94,32 @@ def perf_analyzer_env() -> dict[str, str]:
 
 
 def write_input_data(url: str, data_dir: Path) -> dict[str, list[str]]:
-    """Writes one real request per target (raw binary files named after the inputs) and returns
-    each target's input arguments. The engine gets that frame preprocessed at the deployed
-    model's resolution, read from the server."""
-    frame = next(render_frames(1, FRAME_SHAPE[1], FRAME_SHAPE[0]))
+    """Writes one real request per target and returns each target's input arguments; the
+    engine's input is at the deployed model's resolution, read from the server."""
     with grpcclient.InferenceServerClient(url) as client:
         engine_dims = list(client.get_model_config(ENGINE).config.input[0].dims)
+    return input_arguments(data_dir, engine_dims[-1])
+
+
+def input_arguments(data_dir: Path, engine_resolution: int) -> dict[str, list[str]]:
+    """Writes one real request per target (raw binary files named after the inputs) and returns
+    each target's perf_analyzer input arguments.
+
+    The ensemble gets one rendered frame as [1, H, W, 3] (its input's dims are variable, so the
+    shape is given); the engine (a batching model) gets that frame preprocessed, [3, R, R] per
+    item, perf_analyzer adding the batch axis.
+    """
+    frame = next(render_frames(1, FRAME_SHAPE[1], FRAME_SHAPE[0]))
+    engine_input = preprocess_frame(torch.from_numpy(frame), engine_resolution)[0].numpy()
     arguments = {}
     for target, tensor, name in (
-        ("ensemble", frame, IMAGE),
-        ("engine", preprocess_reference(frame, engine_dims[-1])[0], ENGINE_INPUT),
+        ("ensemble", frame.reshape(ENSEMBLE_INPUT_SHAPE), IMAGE),
+        ("engine", engine_input, ENGINE_INPUT),
     ):
         (data_dir / target).mkdir(parents=True, exist_ok=True)
         (data_dir / target / name).write_bytes(np.ascontiguousarray(tensor).tobytes())
         arguments[target] = ["--input-data", str(data_dir / target)]
-    arguments["ensemble"] += ["--shape", f"{IMAGE}:{','.join(map(str, FRAME_SHAPE))}"]
+    arguments["ensemble"] += ["--shape", f"{IMAGE}:{','.join(map(str, ENSEMBLE_INPUT_SHAPE))}"]
     return arguments
 
 
@@ -339,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             "device": device_description(),
             "server": f"{server_text}; engine: {engine_kind(url)}",
             "input data": f"one {FRAME_SHAPE[1]}x{FRAME_SHAPE[0]} BGR uint8 frame "
-            "(tools.make_sample_video) for the ensemble, that frame preprocessed for the engine, "
-            "written to a temporary folder by the suite",
+            f"(tools.make_sample_video) for the ensemble, shape {list(ENSEMBLE_INPUT_SHAPE)}, "
+            "that frame preprocessed for the engine, written to a temporary folder by the suite",
             "suite command": shlex.join(["python", "-m", SUITE_MODULE, *suite_argv]),
         }
     write_summary(results, args.out, header)

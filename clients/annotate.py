@@ -7,7 +7,7 @@ import colorsys
 import cv2
 import numpy as np
 
-from backends.postprocess import SegmentationResult
+from backends.results import SegmentationResult
 from backends.rle import decode_mask
 
 _GOLDEN_RATIO = 0.618033988749895

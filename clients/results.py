@@ -1,4 +1,8 @@
-"""Triton responses -> SegmentationResult, and SegmentationResult -> JSON-lines records."""
+"""Triton responses -> SegmentationResult, and SegmentationResult -> JSON-lines records.
+
+The wire format itself (which tensors, how they are packed) lives in backends.results, shared
+with the postprocess that writes it. Torch-free, like every clients module.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from backends import contract
-from backends.packing import unpack, unpack_bytes
-from backends.postprocess import SegmentationResult
+from backends.results import SegmentationResult, decode_result
 from backends.rle import to_coco_json
 
 
@@ -19,34 +21,15 @@ class Response(Protocol):
 
 
 def result_from_response(response: Response) -> SegmentationResult:
-    """Decodes every ensemble output of one response.
+    """Decodes every ensemble output of one response (backends.results.decode_result).
 
     Args:
         response: a tritonclient InferResult of the ensemble.
 
     Raises:
-        ValueError: an output is missing or the polygon offsets do not fit the points.
+        ValueError: an output is missing or offsets do not fit their data.
     """
-
-    def output(name: str) -> np.ndarray:
-        array = response.as_numpy(name)
-        if array is None:
-            raise ValueError(f"response lacks output {name!r}")
-        return array
-
-    height, width = (int(v) for v in output(contract.IMAGE_SIZE))
-    return SegmentationResult(
-        image_size=(height, width),
-        boxes=output(contract.BOXES).astype(np.float32).reshape(-1, 4),
-        scores=output(contract.SCORES).astype(np.float32),
-        class_ids=output(contract.CLASS_IDS).astype(np.int32),
-        class_names=[
-            name.decode()
-            for name in unpack_bytes(output(contract.CLASS_NAMES), output(contract.CLASS_NAME_OFFSETS))
-        ],
-        rle_counts=unpack_bytes(output(contract.RLE_COUNTS), output(contract.RLE_OFFSETS)),
-        polygons=unpack(output(contract.POLYGON_POINTS).reshape(-1, 2), output(contract.POLYGON_OFFSETS)),
-    )
+    return decode_result(response.as_numpy)
 
 
 def to_json_record(

@@ -17,7 +17,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 from backends import contract
-from backends.postprocess import SegmentationResult
+from backends.results import SegmentationResult
 from clients.results import result_from_response
 from clients.transports import Transport
 

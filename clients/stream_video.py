@@ -6,7 +6,8 @@
 Writes <out-dir>/results.jsonl (one line per frame; a failed frame is a line with "error"),
 <out-dir>/annotated.mp4 (masks, outlines, boxes, labels; same fps as the input) and
 <out-dir>/summary.json (frames, failed, seconds, end-to-end fps, per-stage server statistics).
-Exits non-zero when any frame failed.
+Exits non-zero when any frame failed. From Python: stream_video(video, url, ...), same outputs,
+the exit code returned.
 """
 
 from __future__ import annotations
@@ -117,6 +118,33 @@ class RunSummary:
         )
 
 
+@dataclass(frozen=True)
+class StreamOptions:
+    """What one run streams, to where, how: stream_video's arguments, checked.
+
+    Raises:
+        ValueError: depth or max_frames below 1, or an unknown transport.
+    """
+
+    video: str  # a file or a stream URL OpenCV opens
+    url: str  # Triton's gRPC endpoint
+    transport: str
+    depth: int
+    out_dir: Path
+    max_frames: int | None
+    write_video: bool
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORT_KINDS:
+            raise ValueError(
+                f"unknown transport {self.transport!r}; choose one of {list(TRANSPORT_KINDS)}"
+            )
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -142,18 +170,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def stream_to_outputs(
     client: grpcclient.InferenceServerClient,
     frames: Iterator[np.ndarray],
-    args: argparse.Namespace,
+    options: StreamOptions,
     fps: float,
     total: int | None,
 ) -> tuple[int, int]:
     """Streams the frames and writes every outcome; returns (frames, failed frames)."""
     processed = failed = 0
     with (
-        Outputs(args.out_dir, fps, not args.no_video) as outputs,
-        make_transport(args.transport, client, args.depth) as transport,
+        Outputs(options.out_dir, fps, options.write_video) as outputs,
+        make_transport(options.transport, client, options.depth) as transport,
     ):
         for outcome in tqdm(
-            stream_frames(client, frames, transport, args.depth), total=total, unit="frame"
+            stream_frames(client, frames, transport, options.depth), total=total, unit="frame"
         ):
             if not outcome.ok:
                 failed += 1
@@ -163,33 +191,40 @@ def stream_to_outputs(
     return processed, failed
 
 
-def run(args: argparse.Namespace) -> RunSummary:
-    """Streams the video through the server at args.url and writes the outputs."""
-    capture, fps, frame_count = open_video(args.video)
+def run(options: StreamOptions) -> RunSummary:
+    """Streams the video through the server at options.url and writes the outputs.
+
+    Raises:
+        VideoError: the video cannot be opened, reports no frame rate or has no frames.
+        InferenceServerException: the server is unreachable or the ensemble is not ready.
+        TimeoutError: the client got stuck waiting for responses.
+    """
+    capture, fps, frame_count = open_video(options.video)
     try:
         if fps <= 0:
-            raise VideoError(f"video {args.video} reports no frame rate")
-        frames = read_frames(capture, args.max_frames)
+            raise VideoError(f"video {options.video} reports no frame rate")
+        frames = read_frames(capture, options.max_frames)
         first = next(frames, None)
         if first is None:
-            raise VideoError(f"video {args.video} has no frames")
-        known = [n for n in (frame_count, args.max_frames) if n]
-        with grpcclient.InferenceServerClient(args.url) as client:
+            raise VideoError(f"video {options.video} has no frames")
+        known = [n for n in (frame_count, options.max_frames) if n]
+        with grpcclient.InferenceServerClient(options.url) as client:
             if not client.is_model_ready(contract.ENSEMBLE):
                 raise InferenceServerException(f"model {contract.ENSEMBLE} is not ready")
             before = read_counters(client)
             start = time.perf_counter()
+            total = min(known) if known else None
             processed, failed = stream_to_outputs(
-                client, itertools.chain([first], frames), args, fps, min(known) if known else None
+                client, itertools.chain([first], frames), options, fps, total
             )
             seconds = time.perf_counter() - start
             stages = stats_since(client, before, served=processed - failed)
     finally:
         capture.release()
     return RunSummary(
-        video=str(args.video),
-        transport=args.transport,
-        depth=args.depth,
+        video=options.video,
+        transport=options.transport,
+        depth=options.depth,
         frames=processed,
         failed=failed,
         seconds=seconds,
@@ -198,20 +233,68 @@ def run(args: argparse.Namespace) -> RunSummary:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+def stream_video(
+    video: str | Path,
+    url: str,
+    transport: str = "system_shm",
+    depth: int = 2,
+    out_dir: Path = Path("outputs"),
+    max_frames: int | None = None,
+    write_video: bool = True,
+) -> int:
+    """Streams a video through the ensemble at `url` and writes results.jsonl, annotated.mp4
+    (unless write_video is False) and summary.json under out_dir; prints the summary.
+
+    What the CLI (main) does, callable without building an argv. Errors that stop the run are
+    logged, not raised.
+
+    Args:
+        video: a video file, or a stream URL OpenCV opens (give URLs as str: a Path would fold
+            their "//").
+        url: Triton's gRPC endpoint, HOST:PORT.
+        transport: one of clients.transports.TRANSPORT_KINDS. system_shm needs the server on
+            this host (or sharing its IPC namespace).
+        depth: requests in flight.
+        out_dir: where the outputs go; created if missing.
+        max_frames: stop after this many frames; None: the whole video.
+        write_video: write annotated.mp4.
+
+    Returns:
+        The exit code: 0 every frame was served, 1 some frames failed (recorded in
+        results.jsonl), 2 the run could not go on (unreadable video, server unreachable or not
+        ready, client stuck); with 2, summary.json is not written.
+
+    Raises:
+        ValueError: depth or max_frames below 1, or an unknown transport.
+    """
+    options = StreamOptions(
+        str(video), url, transport, depth, Path(out_dir), max_frames, write_video
+    )
     try:
-        summary = run(args)
+        summary = run(options)
     except (VideoError, TimeoutError) as error:
         logger.error("%s", error)
         return 2
     except InferenceServerException as error:
-        logger.error("Triton at %s: %s", args.url, error)
+        logger.error("Triton at %s: %s", options.url, error)
         return 2
-    (args.out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
+    (options.out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
     print(summary.report())
     return 1 if summary.failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    return stream_video(
+        args.video,
+        args.url,
+        transport=args.transport,
+        depth=args.depth,
+        out_dir=args.out_dir,
+        max_frames=args.max_frames,
+        write_video=not args.no_video,
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """How a frame travels to Triton: inline in the gRPC request, or through system shared memory.
 
 Only the input changes; outputs always come back over gRPC (their size is known only after
-inference). A transport hands out the request inputs for one frame in one slot of its ring;
-the caller (clients.stream) reuses a slot only after that slot's request has completed.
+inference). The ensemble's input is [1, H, W, 3] (contract.ENSEMBLE_INPUTS): the frame's bytes
+as they are, under a leading batch axis of 1. A transport hands out the request inputs for one
+frame in one slot of its ring; the caller (clients.stream) reuses a slot only after that slot's
+request has completed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
 from backends.contract import IMAGE
-from backends.preprocess import validate_image
+from backends.frames import check_frame
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +32,13 @@ _region_ids = itertools.count()
 
 
 def image_input(frame: np.ndarray) -> grpcclient.InferInput:
-    """The ensemble's image input for `frame`, without data; raises when it is no BGR frame."""
-    validate_image(frame)
-    return grpcclient.InferInput(IMAGE, list(frame.shape), "UINT8")
+    """The ensemble's image input for `frame`, [1, H, W, 3], without data.
+
+    Raises:
+        backends.frames.InvalidImageError (a ValueError): `frame` is no non-empty uint8 HxWx3.
+    """
+    check_frame(frame.shape, frame.dtype)
+    return grpcclient.InferInput(IMAGE, [1, *frame.shape], "UINT8")
 
 
 class Transport:
@@ -57,7 +63,7 @@ class PlainGrpcTransport(Transport):
 
     def inputs_for(self, slot: int, frame: np.ndarray) -> list[grpcclient.InferInput]:
         image = image_input(frame)
-        image.set_data_from_numpy(np.ascontiguousarray(frame))
+        image.set_data_from_numpy(np.ascontiguousarray(frame)[None])
         return [image]
 
 
@@ -118,6 +124,7 @@ class SystemShmTransport(Transport):
         if frame.nbytes > self._regions[slot].byte_size:
             self._regions[slot] = self._regrow(self._regions[slot], frame.nbytes)
         region = self._regions[slot]
+        # The [1, H, W, 3] input is the frame's bytes as they are: no batch axis to write.
         shm.set_shared_memory_region(region.handle, [np.ascontiguousarray(frame)])
         image.set_shared_memory(region.name, frame.nbytes)
         return [image]

@@ -1,5 +1,6 @@
-"""Session fixtures: one exported RF-DETR-Seg-Nano (random weights), one model repository,
-one real tritonserver on free ports. Tests that need the server take `triton_server`."""
+"""Session fixtures: one exported RF-DETR-Seg-Nano (random weights), one model repository for
+the cpu target, one real tritonserver on free ports. Tests that need the server take
+`triton_server`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.classes import ClassTable
-from tools.build_repository import EngineShape, RepositorySettings, build_repository
-from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, random_weights_export
+from tests.repositories import build_test_repository
+from tools.export_onnx import ExportedModel, random_weights_export
 from tools.tritonserver import REPO_ROOT, TritonServer
 
 # Shared with tools.demo: both export the same seeded random-weights Nano.
@@ -17,21 +17,14 @@ ENGINE_CACHE = REPO_ROOT / "build" / "engines" / "random"
 
 
 @pytest.fixture(scope="session")
-def nano_onnx() -> tuple[Path, Path]:
-    """(onnx path, class table path) of RF-DETR-Seg-Nano, exported once and cached."""
+def nano_export() -> ExportedModel:
+    """RF-DETR-Seg-Nano's ONNX, class table and weights, exported once and cached."""
     return random_weights_export("nano", ENGINE_CACHE)
 
 
 @pytest.fixture(scope="session")
-def model_repository(nano_onnx, tmp_path_factory) -> Path:
-    onnx_path, classes_path = nano_onnx
-    classes = ClassTable.load(classes_path)
-    settings = RepositorySettings(
-        shape=EngineShape.from_onnx(onnx_path),
-        max_batch_size=8,
-        score_threshold=RANDOM_WEIGHTS_THRESHOLD,
-    )
-    return build_repository(onnx_path, classes, settings, tmp_path_factory.mktemp("repo") / "models")
+def model_repository(nano_export, tmp_path_factory) -> Path:
+    return build_test_repository(nano_export, tmp_path_factory.mktemp("repo") / "models")
 
 
 @pytest.fixture(scope="session")

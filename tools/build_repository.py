@@ -1,14 +1,17 @@
-"""Builds a servable Triton model repository from model_repository/ and one engine file.
+"""Builds a servable Triton model repository for one target and one engine.
 
-    python -m tools.build_repository --engine-file build/engines/rfdetr-seg-nano.onnx \
-        --classes build/engines/rfdetr-seg-nano.classes.json --out build/model_repository
+    python -m tools.build_repository --target cpu|gpu|jetson --engine onnx|torch|tensorrt \
+        --onnx build/engines/random/rfdetr-seg-nano.onnx [--plan X.plan] [--weights X.pth] \
+        [--score-threshold 0.5] [--out build/model_repository]
 
-The engine variant follows the file: a .onnx runs on ONNX Runtime inside the python backend
-(CPU, any host), a .plan is the TensorRT engine (platform tensorrt_plan). Both variants expose
-the same model name and tensors, so the ensemble, the pre/postprocess and every client are the
-same whichever engine runs. Tensor sizes are read from the ONNX file (for a plan: the ONNX it
-was built from, --onnx). Config templates take ${RESOLUTION}, ${NUM_QUERIES}, ${NUM_CLASSES},
-${MASK_SIZE}, ${MAX_BATCH_SIZE} and ${SCORE_THRESHOLD}.
+The target (tools.targets) decides instance kinds and counts, each python stage's `impl`,
+whether python models take GPU tensors, batch sizes and queue delays. The engine variant is
+`onnx` (ONNX Runtime in the python backend, CPU), `torch` (rfdetr's model in eager PyTorch in the
+python backend, the checkpoint --weights) or `tensorrt` (a plan, platform tensorrt_plan). All
+expose the same model name and tensors. Tensor sizes are read from the exported ONNX, which
+every engine comes from (a checkpoint may change the query or class count); the class table
+and the weights default to the files tools.export_onnx writes beside it. Every setting is
+checked here, before any server starts.
 """
 
 from __future__ import annotations
@@ -28,57 +31,134 @@ from backends.contract import (
     ENGINE,
     ENSEMBLE,
     LABELS,
-    MASK_STRIDE,
+    MODEL_SIZES,
     POSTPROCESS,
     PREPROCESS,
+    EngineShape,
 )
+from backends.postprocess import PostprocessSettings
+from tools.targets import ENGINES, TARGETS, StagePlan, Target, get_target
 
 SOURCE = Path(__file__).resolve().parent.parent / "model_repository"
-ENGINE_VARIANTS = {".onnx": ("onnxruntime", "model.onnx"), ".plan": ("tensorrt", "model.plan")}
+# engine -> (its folder under model_repository/rfdetr_seg_engine, its file in version 1, suffix)
+ENGINE_VARIANTS = {
+    "onnx": ("onnxruntime", "model.onnx", ".onnx"),
+    "torch": ("torch", "model.pth", ".pth"),
+    "tensorrt": ("tensorrt", "model.plan", ".plan"),
+}
 
+
+def engine_shape_from_onnx(path: Path) -> EngineShape:
+    """Read from the exported file itself: a checkpoint may change Q or C from its size's
+    defaults, and the configs must say what the engine really returns."""
+    from backends.engine_onnx import OnnxEngine
+
+    session = OnnxEngine(path).session
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    return EngineShape(
+        resolution=int(session.get_inputs()[0].shape[-1]),
+        num_queries=int(outputs[DETS][1]),
+        num_classes=int(outputs[LABELS][2]),
+    )
+
+
+def size_of(shape: EngineShape) -> str:
+    """The rfdetr size whose input resolution the engine has (the torch engine builds it)."""
+    for name, size in MODEL_SIZES.items():
+        if size.resolution == shape.resolution:
+            return name
+    raise ValueError(f"no RF-DETR-Seg size has resolution {shape.resolution}")
+
+
+def check_readable(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"{what} is not readable: {path}")
+
+
+def check_positive(value: int | None, what: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
 
 
 @dataclass(frozen=True)
-class EngineShape:
-    """The engine's tensor sizes: input R x R, Q queries, C class logits, masks R/4."""
+class RepositorySpec:
+    """Everything a repository is rendered from; checked on construction.
 
-    resolution: int
-    num_queries: int
-    num_classes: int
+    Args:
+        target: where and how stages run.
+        engine: one of tools.targets.ENGINES, allowed by the target.
+        engine_file: what the engine loads: .onnx (onnx), checkpoint .pth (torch), .plan (tensorrt).
+        shape: the engine's tensor sizes.
+        postprocess: top-k size, score threshold and class table.
+        max_batch_size: overrides the target's, for every stage.
+        queue_delay_us: overrides the target's, for every stage (tests use a long one).
+    """
 
-    @property
-    def mask_size(self) -> int:
-        return self.resolution // MASK_STRIDE
-
-    @classmethod
-    def from_onnx(cls, path: Path) -> EngineShape:
-        """Read from the exported file itself: a checkpoint may change Q or C from its size's
-        defaults, and the configs must say what the engine really returns."""
-        from backends.engine_onnx import OnnxEngine
-
-        session = OnnxEngine(path).session
-        outputs = {o.name: o.shape for o in session.get_outputs()}
-        return cls(
-            resolution=int(session.get_inputs()[0].shape[-1]),
-            num_queries=int(outputs[DETS][1]),
-            num_classes=int(outputs[LABELS][2]),
-        )
-
-
-@dataclass(frozen=True)
-class RepositorySettings:
+    target: Target
+    engine: str
+    engine_file: Path
     shape: EngineShape
-    max_batch_size: int = 32
-    score_threshold: float = 0.5
+    postprocess: PostprocessSettings
+    max_batch_size: int | None = None
+    queue_delay_us: int | None = None
 
-    def substitutions(self) -> dict[str, str]:
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; choose one of {list(ENGINES)}")
+        if self.engine not in self.target.engines:
+            raise ValueError(
+                f"target {self.target.name} serves the engines {list(self.target.engines)}, not {self.engine!r}"
+            )
+        suffix = ENGINE_VARIANTS[self.engine][2]
+        if self.engine_file.suffix != suffix:
+            raise ValueError(f"the {self.engine} engine loads a {suffix} file, got {self.engine_file}")
+        check_readable(self.engine_file, f"{self.engine} engine file")
+        check_positive(self.max_batch_size, "max batch size")
+        if self.queue_delay_us is not None and self.queue_delay_us < 0:
+            raise ValueError(f"queue delay must be >= 0 us, got {self.queue_delay_us}")
+        if len(self.postprocess.classes.names) != self.shape.num_classes:
+            raise ValueError(
+                f"class table has {len(self.postprocess.classes.names)} ids but the engine has "
+                f"{self.shape.num_classes} logits"
+            )
+        if self.engine == "torch":
+            size_of(self.shape)
+
+    def stage_values(self, plan: StagePlan, device: str, instance_kind: str, impl: str = "") -> dict[str, str]:
         return {
             "RESOLUTION": str(self.shape.resolution),
             "NUM_QUERIES": str(self.shape.num_queries),
             "NUM_CLASSES": str(self.shape.num_classes),
             "MASK_SIZE": str(self.shape.mask_size),
-            "MAX_BATCH_SIZE": str(self.max_batch_size),
-            "SCORE_THRESHOLD": repr(float(self.score_threshold)),
+            "MAX_BATCH_SIZE": str(self.max_batch_size or plan.max_batch_size),
+            "QUEUE_DELAY_US": str(plan.queue_delay_us if self.queue_delay_us is None else self.queue_delay_us),
+            "INSTANCE_COUNT": str(plan.instance_count),
+            "INSTANCE_KIND": instance_kind,
+            "DEVICE": device,
+            # GPU tensors reach a python model only when this is "no" (python_backend README).
+            "FORCE_CPU_ONLY_INPUT_TENSORS": "no" if instance_kind == "KIND_GPU" else "yes",
+            "IMPL": impl,
+        }
+
+    def values(self) -> dict[str, dict[str, str]]:
+        """{model name: template substitutions}."""
+        t = self.target
+        engine = self.stage_values(t.engine, t.engine_device(self.engine), t.engine_instance_kind(self.engine))
+        max_batch = int(engine["MAX_BATCH_SIZE"])
+        engine["PREFERRED_BATCH_SIZES"] = ", ".join(
+            str(b) for b in ([b for b in (4, 8, 16, 32) if b <= max_batch] or [max_batch])
+        )
+        engine["SIZE"] = size_of(self.shape) if self.engine == "torch" else ""
+        postprocess = self.stage_values(t.postprocess, t.device, t.python_instance_kind, t.postprocess_impl)
+        postprocess["SCORE_THRESHOLD"] = repr(float(self.postprocess.score_threshold))
+        postprocess["NUM_SELECT"] = str(self.postprocess.num_select)
+        return {
+            ENSEMBLE: {},
+            PREPROCESS: self.stage_values(t.preprocess, t.device, t.python_instance_kind, t.preprocess_impl),
+            ENGINE: engine,
+            POSTPROCESS: postprocess,
         }
 
 
@@ -113,51 +193,94 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def build_repository(
-    engine_file: Path, classes: ClassTable, settings: RepositorySettings, out: Path
-) -> Path:
+def build_repository(spec: RepositorySpec, out: Path) -> Path:
     """Writes the repository to `out` (replacing what was there) and returns it."""
-    if engine_file.suffix not in ENGINE_VARIANTS:
-        raise ValueError(f"{engine_file}: the engine must be a .onnx or a TensorRT .plan file")
-    if not engine_file.is_file():
-        raise FileNotFoundError(f"engine file not found: {engine_file}")
-    if len(classes.names) != settings.shape.num_classes:
-        raise ValueError(
-            f"class table has {len(classes.names)} ids but the engine has {settings.shape.num_classes} logits"
-        )
-    variant, model_file = ENGINE_VARIANTS[engine_file.suffix]
-    values = settings.substitutions()
+    values = spec.values()
+    variant, model_file, _ = ENGINE_VARIANTS[spec.engine]
     if out.exists():
         shutil.rmtree(out)
     for stage in (ENSEMBLE, PREPROCESS, POSTPROCESS):
-        _copy_stage(SOURCE / stage, out / stage, values)
-    _copy_stage(SOURCE / ENGINE / variant, out / ENGINE, values)
+        _copy_stage(SOURCE / stage, out / stage, values[stage])
+    _copy_stage(SOURCE / ENGINE / variant, out / ENGINE, values[ENGINE])
     (out / ENGINE / "1").mkdir(parents=True, exist_ok=True)
-    _link_or_copy(engine_file.resolve(), out / ENGINE / "1" / model_file)
-    classes.save(out / POSTPROCESS / "1" / CLASSES_FILE)
+    _link_or_copy(spec.engine_file.resolve(), out / ENGINE / "1" / model_file)
+    spec.postprocess.classes.save(out / POSTPROCESS / "1" / CLASSES_FILE)
     return out
+
+
+def beside(onnx: Path, suffix: str) -> Path:
+    """A file tools.export_onnx writes next to the ONNX: X.onnx -> X<suffix>."""
+    return onnx.with_suffix(suffix)
+
+
+def load_classes(path: Path) -> ClassTable:
+    check_readable(path, "class table")
+    return ClassTable.load(path)
+
+
+def spec_from_files(
+    target: str,
+    engine: str | None,
+    onnx: Path,
+    score_threshold: float,
+    *,
+    classes: Path | None = None,
+    weights: Path | None = None,
+    plan: Path | None = None,
+    num_select: int | None = None,
+    max_batch_size: int | None = None,
+    queue_delay_us: int | None = None,
+) -> RepositorySpec:
+    """The spec for an export's files; every value is checked, naming what is wrong."""
+    chosen = get_target(target)
+    engine = engine or chosen.engines[0]
+    check_readable(onnx, "ONNX file")
+    shape = engine_shape_from_onnx(onnx)
+    engine_files = {"onnx": onnx, "torch": weights or beside(onnx, ".pth"), "tensorrt": plan}
+    if engine not in engine_files:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {list(ENGINES)}")
+    if engine not in chosen.engines:
+        raise ValueError(f"target {chosen.name} serves the engines {list(chosen.engines)}, not {engine!r}")
+    if engine_files[engine] is None:
+        raise ValueError("the tensorrt engine needs its plan file (--plan), built by build_engines.sh")
+    settings = PostprocessSettings(
+        num_select=shape.num_queries if num_select is None else num_select,
+        score_threshold=score_threshold,
+        classes=load_classes(classes or beside(onnx, ".classes.json")),
+    )
+    return RepositorySpec(chosen, engine, engine_files[engine], shape, settings, max_batch_size, queue_delay_us)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine-file", type=Path, required=True, help="model .onnx or TensorRT .plan")
-    parser.add_argument("--classes", type=Path, required=True, help="class table JSON from tools.export_onnx")
-    parser.add_argument(
-        "--onnx", type=Path, help="for a .plan: the ONNX it was built from, which gives the tensor sizes"
-    )
-    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--target", default="cpu", help=f"one of {list(TARGETS)}")
+    parser.add_argument("--engine", help=f"one of {list(ENGINES)}; default: the target's first")
+    parser.add_argument("--onnx", type=Path, required=True, help="the exported ONNX (gives the tensor sizes)")
+    parser.add_argument("--classes", type=Path, help="class table JSON (default: beside the ONNX)")
+    parser.add_argument("--weights", type=Path, help="torch engine: checkpoint .pth (default: beside the ONNX)")
+    parser.add_argument("--plan", type=Path, help="tensorrt engine: the plan built by build_engines.sh")
     parser.add_argument("--score-threshold", type=float, default=0.5)
+    parser.add_argument("--num-select", type=int, help="top-k size (default: the engine's query count)")
+    parser.add_argument("--max-batch-size", type=int, help="every stage's (default: the target's)")
+    parser.add_argument("--queue-delay-us", type=int, help="every stage's (default: the target's)")
     parser.add_argument("--out", type=Path, default=Path("build/model_repository"))
     args = parser.parse_args(argv)
-    shape_source = args.engine_file if args.engine_file.suffix == ".onnx" else args.onnx
-    if shape_source is None:
-        parser.error("a .plan engine needs --onnx: the ONNX it was built from gives the tensor sizes")
-    settings = RepositorySettings(
-        shape=EngineShape.from_onnx(shape_source),
-        max_batch_size=args.max_batch_size,
-        score_threshold=args.score_threshold,
-    )
-    print(build_repository(args.engine_file, ClassTable.load(args.classes), settings, args.out))
+    try:
+        spec = spec_from_files(
+            args.target,
+            args.engine,
+            args.onnx,
+            args.score_threshold,
+            classes=args.classes,
+            weights=args.weights,
+            plan=args.plan,
+            num_select=args.num_select,
+            max_batch_size=args.max_batch_size,
+            queue_delay_us=args.queue_delay_us,
+        )
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
+    print(build_repository(spec, args.out))
     return 0
 
 

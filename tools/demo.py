@@ -1,63 +1,100 @@
-"""The main job: export RF-DETR-Seg, build the model repository, start tritonserver, stream a
-video through the ensemble over gRPC and write the results.
+"""The main job: export RF-DETR-Seg, build the model repository for this host, start
+tritonserver, stream a video through the ensemble and write the results.
 
-    python -m tools.demo [--size nano] [--checkpoint X.pth] [--video in.mp4] [--out-dir outputs]
+    python -m tools.demo [--target auto] [--size nano] [--checkpoint X.pth] [--video in.mp4]
 
-Without --video a synthetic clip of moving shapes is generated. Without --checkpoint the
-model has random weights (loudly announced) and, unless --score-threshold is given, the
-threshold drops to 0.05 so that masks, RLE and polygons still flow through every stage.
-Writes <out-dir>/results.jsonl, annotated.mp4, summary.json and tritonserver.log.
+--target auto serves the `gpu` target (every stage on the GPU, the eager torch engine) when
+torch sees a CUDA device, else the `cpu` target (ONNX Runtime engine). Without --video a
+synthetic clip of moving shapes is generated. Without --checkpoint the model has random
+weights (loudly announced) and, unless --score-threshold is given, the threshold drops to 0.05
+so that masks, RLE and polygons still flow through every stage. Every setting is checked before
+anything is exported or started. Writes <out-dir>/results.jsonl, annotated.mp4, summary.json
+and tritonserver.log.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
-from backends.classes import ClassTable
 from backends.contract import MODEL_SIZES
-from clients import stream_video
-from tools.build_repository import EngineShape, RepositorySettings, build_repository
-from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, export, random_weights_export
+from backends.postprocess import check_score_threshold
+from clients.stream_video import stream_video
+from tools.build_repository import build_repository, check_readable, spec_from_files
+from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, ExportedModel, export, random_weights_export
 from tools.make_sample_video import make_sample_video
+from tools.targets import TARGETS, get_target
 from tools.tritonserver import TritonServer
 
 logger = logging.getLogger("demo")
+# Engines the demo builds itself; a TensorRT plan comes from build_engines.sh.
+DEMO_ENGINES = ("onnx", "torch")
 
 
-def exported_engine(size: str, checkpoint: Path | None, engines_dir: Path) -> tuple[Path, Path]:
-    """The ONNX + class table: re-exported for a checkpoint, reused for random weights."""
+def exported_model(size: str, checkpoint: Path | None, engines_dir: Path) -> ExportedModel:
+    """The ONNX, class table and weights: re-exported for a checkpoint, reused for random weights."""
     if checkpoint is None:
         return random_weights_export(size, engines_dir / "random")
     return export(size, engines_dir / "checkpoint", checkpoint)
 
 
-def main(argv: list[str] | None = None) -> int:
+def resolve_target(name: str) -> str:
+    if name != "auto":
+        return get_target(name).name
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="nano", choices=sorted(MODEL_SIZES))
+    parser.add_argument("--target", default="auto", choices=["auto", *TARGETS])
+    parser.add_argument("--engine", choices=DEMO_ENGINES, help="default: the target's (cpu: onnx, gpu: torch)")
+    parser.add_argument("--size", default="nano", choices=list(MODEL_SIZES))
     parser.add_argument("--checkpoint", type=Path, help="local RF-DETR-Seg .pth (random weights without it)")
-    parser.add_argument("--video", type=Path, help="input video; a synthetic one is generated without it")
+    parser.add_argument("--video", help="input video file or stream URL; a synthetic one is generated without it")
     parser.add_argument("--out-dir", type=Path, default=Path("outputs"))
     parser.add_argument("--score-threshold", type=float)
     parser.add_argument("--transport", default="system_shm", choices=["grpc", "system_shm"])
-    # 1: with the CPU engine every stage competes for the same cores, so frames in flight only
-    # add contention (benchmarks/results/cpu/pipeline.md); raise it when the engine is a GPU's.
-    parser.add_argument("--depth", type=int, default=1, help="frames in flight")
+    # cpu: 1, since every stage competes for the same cores and frames in flight only add
+    # contention (benchmarks/results/cpu/pipeline.md); gpu: 4, so batches can form.
+    parser.add_argument("--depth", type=int, help="frames in flight (default: cpu 1, gpu 4)")
     parser.add_argument("--build-dir", type=Path, default=Path("build"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        args.target = resolve_target(args.target)
+        target = get_target(args.target)
+        if args.engine is not None and args.engine not in target.engines:
+            raise ValueError(f"target {args.target} serves the engines {list(target.engines)}, not {args.engine!r}")
+        if args.checkpoint is not None:
+            check_readable(args.checkpoint, "checkpoint")
+        if args.video is not None and "://" not in args.video:
+            check_readable(Path(args.video), "video")
+        if args.score_threshold is not None:
+            check_score_threshold(args.score_threshold)
+        if args.depth is not None and args.depth < 1:
+            raise ValueError(f"--depth must be >= 1, got {args.depth}")
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
+    return args
 
-    onnx_path, classes_path = exported_engine(args.size, args.checkpoint, args.build_dir / "engines")
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    target = get_target(args.target)
+    exported = exported_model(args.size, args.checkpoint, args.build_dir / "engines")
     threshold = args.score_threshold
     if threshold is None:
         threshold = 0.5 if args.checkpoint else RANDOM_WEIGHTS_THRESHOLD
     if args.checkpoint is None:
         logger.warning("RANDOM WEIGHTS: detections are meaningless; score threshold %.2f", threshold)
-    classes = ClassTable.load(classes_path)
-    settings = RepositorySettings(shape=EngineShape.from_onnx(onnx_path), score_threshold=threshold)
-    repository = build_repository(onnx_path, classes, settings, args.build_dir / "model_repository")
+    spec = spec_from_files(target.name, args.engine, exported.onnx, threshold, weights=exported.weights)
+    repository = build_repository(spec, args.build_dir / "model_repository")
+    logger.info("target %s, engine %s: %s", target.name, spec.engine, repository)
 
     video = args.video
     if video is None:
@@ -66,16 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("generated sample video %s", video)
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    with TritonServer(repository, args.out_dir / "tritonserver.log") as server:
+    depth = args.depth or (4 if target.device == "cuda" else 1)
+    log_path = args.out_dir / "tritonserver.log"
+    with TritonServer(repository, log_path, extra_args=target.server_args()) as server:
         logger.info("tritonserver ready on %s (log: %s)", server.grpc_url, server.log_path)
-        return stream_video.main(
-            [
-                "--video", str(video),
-                "--url", server.grpc_url,
-                "--transport", args.transport,
-                "--depth", str(args.depth),
-                "--out-dir", str(args.out_dir),
-            ]
+        return stream_video(
+            os.fspath(video), server.grpc_url, transport=args.transport, depth=depth, out_dir=args.out_dir
         )
 
 

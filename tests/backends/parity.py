@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from backends.classes import ClassTable
-from backends.postprocess import SegmentationResult
+from backends.results import SegmentationResult
 from backends.rle import decode_mask
 from tools.torchvision_cpu import ensure_torchvision_importable
 

@@ -8,8 +8,8 @@ from onnx import TensorProto, helper
 from backends.engine_onnx import EngineContractError, OnnxEngine
 
 
-def test_contract_and_batching_on_the_real_export(nano_onnx):
-    engine = OnnxEngine(nano_onnx[0])
+def test_contract_and_batching_on_the_real_export(nano_export):
+    engine = OnnxEngine(nano_export.onnx)
     assert engine.resolution == 312 and engine.dynamic_batch
     rng = np.random.default_rng(0)
     batch = rng.normal(size=(2, 3, 312, 312)).astype(np.float32)

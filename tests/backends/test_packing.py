@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from backends.packing import pack, pack_bytes, unpack, unpack_bytes
-from backends.polygons import EMPTY_POLYGON
+from backends.results import EMPTY_POLYGON
 
 
 def test_polygons_round_trip():

@@ -1,4 +1,5 @@
-"""postprocess_reference against rfdetr's own PostProcess on the same model outputs."""
+"""The reference postprocess against rfdetr's own PostProcess on the same model outputs; the
+same ops on the GPU against the CPU; the settings it refuses."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import pytest
 import torch
 
 from backends.classes import ClassTable
-from backends.postprocess import boxes_to_pixels, postprocess_reference, select_topk
+from backends.postprocess import (
+    PostprocessSettings,
+    boxes_to_pixels,
+    postprocess_batch,
+    postprocess_frame,
+    select_topk,
+)
+from backends.results import SegmentationResult
 from backends.rle import decode_mask
 from tests.backends.parity import compare, rfdetr_postprocess
 
@@ -18,6 +26,13 @@ def coco_table() -> ClassTable:
     from rfdetr.assets.coco_classes import COCO_CLASS_NAMES, COCO_CLASSES
 
     return ClassTable.from_rfdetr(list(COCO_CLASS_NAMES), 90, COCO_CLASSES)
+
+
+def postprocess_reference(dets, labels, masks, image_size, num_select, threshold, classes) -> SegmentationResult:
+    """postprocess_frame on numpy outputs, settings spelled out."""
+    settings = PostprocessSettings(num_select, threshold, classes)
+    tensors = (torch.from_numpy(a) for a in (dets, labels, masks))
+    return postprocess_frame(*tensors, image_size, settings)
 
 
 def fake_outputs(seed: int, hot: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,16 +64,15 @@ def test_matches_rfdetr_postprocess(image_size):
     report.assert_identical()
 
 
-def test_matches_rfdetr_on_real_model_outputs(nano_onnx):
+def test_matches_rfdetr_on_real_model_outputs(nano_export):
     from backends.engine_onnx import OnnxEngine
-    from backends.preprocess import preprocess_reference
+    from backends.preprocess import preprocess_frame
 
-    onnx_path, classes_path = nano_onnx
-    classes = ClassTable.load(classes_path)
-    engine = OnnxEngine(onnx_path)
+    classes = ClassTable.load(nano_export.classes)
+    engine = OnnxEngine(nano_export.onnx)
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)
-    out = engine(preprocess_reference(frame, 312))
+    out = engine(preprocess_frame(torch.from_numpy(frame), 312).numpy())
     args = (out["dets"][0], out["labels"][0], out["masks"][0], (360, 640), Q)
     # Random weights score low: threshold 0 keeps all top-100 pairs, a strict test of the order.
     for threshold in (0.0, 0.05):
@@ -124,3 +138,50 @@ def test_mask_touching_the_border_keeps_border_pixels():
 def test_boxes_are_clamped_to_the_frame():
     boxes = boxes_to_pixels(torch.tensor([[0.0, 0.0, 0.5, 0.5], [1.0, 1.0, 1.0, -2.0]]), 100, 200)
     assert boxes.tolist() == [[0.0, 0.0, 50.0, 25.0], [100.0, 100.0, 200.0, 100.0]]
+
+
+def test_a_batch_is_each_frame_alone():
+    outputs = [fake_outputs(seed) for seed in (10, 11, 12)]
+    sizes = [(97, 131), (480, 640), (1, 1)]
+    settings = PostprocessSettings(Q, 0.3, coco_table())
+    batch = [torch.from_numpy(np.stack([o[i] for o in outputs])) for i in range(3)]
+    results = postprocess_batch(*batch, sizes, settings)
+    for (dets, labels, masks), size, result in zip(outputs, sizes, results):
+        alone = postprocess_reference(dets, labels, masks, size, Q, 0.3, coco_table())
+        assert result.rle_counts == alone.rle_counts and result.class_ids.tolist() == alone.class_ids.tolist()
+        np.testing.assert_array_equal(result.boxes, alone.boxes)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compares the ops on CUDA with the CPU")
+@pytest.mark.parametrize("image_size", [(1, 1), (175, 312), (1080, 1920), (2160, 3840)])
+def test_gpu_ops_equal_the_cpu_ops(image_size):
+    dets, labels, masks = fake_outputs(seed=sum(image_size))
+    settings = PostprocessSettings(Q, 0.3, coco_table())
+    cpu = postprocess_frame(*(torch.from_numpy(a) for a in (dets, labels, masks)), image_size, settings)
+    gpu = postprocess_frame(*(torch.from_numpy(a).cuda() for a in (dets, labels, masks)), image_size, settings)
+    assert gpu.class_ids.tolist() == cpu.class_ids.tolist() and len(cpu) > 0
+    np.testing.assert_allclose(gpu.scores, cpu.scores, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(gpu.boxes, cpu.boxes, rtol=0, atol=1e-3)
+    height, width = image_size
+    differing = [
+        int((decode_mask(a, height, width) != decode_mask(b, height, width)).sum())
+        for a, b in zip(gpu.rle_counts, cpu.rle_counts)
+    ]
+    # Bilinear weights on the GPU round differently in the last bit; only pixels whose logit
+    # is within float noise of 0 may flip.
+    assert max(differing) <= 0.001 * height * width, differing
+
+
+@pytest.mark.parametrize(
+    "num_select, threshold, message",
+    [
+        (100, float("nan"), "score threshold must be a number in \\[0, 1\\], got nan"),
+        (100, -0.1, "got -0.1"),
+        (100, 1.5, "got 1.5"),
+        (0, 0.5, "num_select must be an integer >= 1, got 0"),
+        (2.5, 0.5, "got 2.5"),
+    ],
+)
+def test_settings_that_make_no_sense_are_refused(num_select, threshold, message):
+    with pytest.raises(ValueError, match=message):
+        PostprocessSettings(num_select, threshold, coco_table())

@@ -1,17 +1,24 @@
-"""preprocess_reference against the ops of rfdetr's RFDETR.predict(): to_tensor on the RGB
-frame, F.resize(antialias=False), F.normalize(means, stds) (rfdetr/detr.py, predict)."""
+"""The reference preprocess against the ops of rfdetr's RFDETR.predict(): to_tensor on the RGB
+frame, F.resize(antialias=False), F.normalize(means, stds) (rfdetr/detr.py, predict); batches
+of mixed sizes; the same ops on the GPU."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from backends.contract import MEANS, STDS
-from backends.preprocess import InvalidImageError, preprocess_reference
+from backends.frames import InvalidImageError
+from backends.preprocess import preprocess_batch, preprocess_frame
 from tools.torchvision_cpu import ensure_torchvision_importable
 
 ensure_torchvision_importable()
 import torchvision.transforms.functional as TF  # noqa: E402, N812
+
+
+def preprocess_reference(image_bgr: np.ndarray, resolution: int) -> np.ndarray:
+    return preprocess_frame(torch.from_numpy(image_bgr), resolution).numpy()
 
 
 def rfdetr_predict_preprocess(image_bgr: np.ndarray, resolution: int) -> np.ndarray:
@@ -56,3 +63,22 @@ def test_bgr_becomes_rgb():
 def test_rejects_bad_frames_naming_the_problem(image, message):
     with pytest.raises(InvalidImageError, match=message):
         preprocess_reference(image, 312)
+
+
+def test_a_batch_of_mixed_sizes_is_each_frame_alone():
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(97, 131), (480, 640), (1, 1)]]
+    batch = preprocess_batch([torch.from_numpy(f) for f in frames], 312, torch.device("cpu"))
+    assert batch.shape == (3, 3, 312, 312)
+    for row, frame in zip(batch, frames):
+        assert torch.equal(row, preprocess_frame(torch.from_numpy(frame), 312)[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compares the ops on CUDA with the CPU")
+@pytest.mark.parametrize("height, width", [(1, 1), (175, 312), (1080, 1920), (2160, 3840)])
+def test_gpu_ops_equal_the_cpu_ops(height, width):
+    image = np.random.default_rng(height + width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    cpu = preprocess_batch([torch.from_numpy(image)], 312, torch.device("cpu"))
+    gpu = preprocess_batch([torch.from_numpy(image)], 312, torch.device("cuda"))
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-6)

@@ -1,9 +1,16 @@
+"""The python-backend adapter: DLPack strides, one batched call per execute with errors kept
+per request (against a fake triton_python_backend_utils: the real one lives in the stub)."""
+
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+import pytest
 import torch
 
-from backends.triton_model import with_row_major_strides
+from backends.errors import InvalidRequestError
+from backends.triton_model import serve_batch, split_rows, with_row_major_strides
 
 
 def row_major(shape):
@@ -28,3 +35,89 @@ def test_transposed_and_sliced_tensors_become_row_major_copies():
         fixed = with_row_major_strides(view)
         assert list(fixed.stride()) == row_major(view.shape)
         assert torch.equal(fixed, view)
+
+
+class FakePbUtils:
+    """A stand-in for triton_python_backend_utils (only the stub has it): responses record
+    their tensors or error, tensors their name and value."""
+
+    class TritonError:
+        INVALID_ARG, INTERNAL, CANCELLED = "INVALID_ARG", "INTERNAL", "CANCELLED"
+
+        def __init__(self, message, code):
+            self.message, self.code = message, code
+
+    class InferenceResponse:
+        def __init__(self, output_tensors=None, error=None):
+            self.output_tensors, self.error = output_tensors, error
+
+    class Tensor:
+        @staticmethod
+        def from_dlpack(name, tensor):
+            return name, torch.from_dlpack(tensor)
+
+    class Logger:
+        @staticmethod
+        def log_info(message):
+            pass
+
+
+class FakeRequest:
+    def __init__(self, value, cancelled=False):
+        self.value, self.cancelled = value, cancelled
+
+    def is_cancelled(self):
+        return self.cancelled
+
+
+@pytest.fixture
+def fake_pb_utils(monkeypatch):
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", FakePbUtils)
+
+
+def double_all(values):
+    """The batched call: one output per item; a negative value breaks the whole batch."""
+    if any(v < 0 for v in values):
+        raise RuntimeError(f"cannot double {min(values)}")
+    return [{"out": torch.tensor([2 * v])} for v in values]
+
+
+def read_value(request):
+    if request.value is None:
+        raise InvalidRequestError("request lacks input 'x'")
+    return request.value
+
+
+def test_one_batched_call_serves_every_request(fake_pb_utils):
+    calls = []
+
+    def run(values):
+        calls.append(list(values))
+        return double_all(values)
+
+    responses = serve_batch([FakeRequest(1), FakeRequest(2), FakeRequest(3)], read_value, run)
+    assert calls == [[1, 2, 3]]
+    assert [r.output_tensors[0][1].item() for r in responses] == [2, 4, 6]
+
+
+def test_an_unreadable_request_fails_alone_naming_the_problem(fake_pb_utils):
+    responses = serve_batch([FakeRequest(1), FakeRequest(None), FakeRequest(3)], read_value, double_all)
+    assert responses[1].error.code == "INVALID_ARG" and "lacks input 'x'" in responses[1].error.message
+    assert [responses[i].output_tensors[0][1].item() for i in (0, 2)] == [2, 6]
+
+
+def test_a_failing_batch_is_rerun_item_by_item(fake_pb_utils):
+    responses = serve_batch([FakeRequest(1), FakeRequest(-4), FakeRequest(3)], read_value, double_all)
+    assert responses[1].error.code == "INTERNAL" and "cannot double -4" in responses[1].error.message
+    assert [responses[i].output_tensors[0][1].item() for i in (0, 2)] == [2, 6]
+
+
+def test_cancelled_requests_are_answered_cancelled(fake_pb_utils):
+    responses = serve_batch([FakeRequest(1, cancelled=True), FakeRequest(2)], read_value, double_all)
+    assert responses[0].error.code == "CANCELLED"
+    assert responses[1].output_tensors[0][1].item() == 4
+
+
+def test_split_rows_gives_each_request_its_rows():
+    parts = split_rows({"a": torch.arange(6).reshape(3, 2), "b": torch.arange(3)}, [2, 1])
+    assert parts[0]["a"].tolist() == [[0, 1], [2, 3]] and parts[1]["b"].tolist() == [2]

@@ -1,7 +1,8 @@
 """Response decoding, JSON-lines records and drawing, on a result built from real masks.
 
 The response is a real tritonclient InferResult made from the protobuf the server sends, with
-the outputs packed the way the postprocess model packs them: no server needed.
+the outputs encoded the way the postprocess encodes them (backends.results.encode_result) and
+shaped as the ensemble serves them (contract.ENSEMBLE_OUTPUTS: a leading 1): no server needed.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import pytest
 from tritonclient.grpc import InferResult, service_pb2
 
 from backends import contract
-from backends.packing import pack, pack_bytes
+from backends.packing import pack
 from backends.polygons import EMPTY_POLYGON, foreground_bounds, largest_contour
-from backends.postprocess import SegmentationResult
+from backends.results import SegmentationResult, encode_result
 from backends.rle import decode_mask, encode_mask
 from clients.annotate import annotate, class_colour
 from clients.results import error_record, result_from_response, to_json_record
@@ -48,34 +49,25 @@ def make_result(masks: list[np.ndarray]) -> SegmentationResult:
     )
 
 
+SERVED = {spec.name: spec for spec in contract.ENSEMBLE_OUTPUTS}
+
+
 def infer_result(result: SegmentationResult, changes: dict | None = None) -> InferResult:
-    """The ensemble's gRPC response for `result`, as the server serializes it; `changes` maps
-    an output name to the array sent instead, or to None to leave the output out."""
-    points, offsets = pack(result.polygons, EMPTY_POLYGON)
-    names, name_offsets = pack_bytes([n.encode() for n in result.class_names])
-    rles, rle_offsets = pack_bytes(result.rle_counts)
-    outputs = {
-        contract.BOXES: (result.boxes, "FP32"),
-        contract.SCORES: (result.scores, "FP32"),
-        contract.CLASS_IDS: (result.class_ids, "INT32"),
-        contract.CLASS_NAMES: (names, "UINT8"),
-        contract.CLASS_NAME_OFFSETS: (name_offsets, "INT32"),
-        contract.RLE_COUNTS: (rles, "UINT8"),
-        contract.RLE_OFFSETS: (rle_offsets, "INT32"),
-        contract.POLYGON_POINTS: (points, "INT32"),
-        contract.POLYGON_OFFSETS: (offsets, "INT32"),
-        contract.IMAGE_SIZE: (np.array(result.image_size, np.int32), "INT32"),
-    }
-    for name, array in (changes or {}).items():
-        outputs[name] = None if array is None else (array, outputs[name][1])
+    """The ensemble's gRPC response for `result`, as the server serializes it (every output
+    under a leading batch axis of 1); `changes` maps an output name to the unbatched array sent
+    instead, or to None to leave the output out."""
+    outputs: dict[str, np.ndarray | None] = {**encode_result(result), **(changes or {})}
+    assert set(outputs) == set(SERVED)
     response = service_pb2.ModelInferResponse(model_name=contract.ENSEMBLE)
-    for name, output in outputs.items():
-        if output is None:
+    for name, array in outputs.items():
+        if array is None:
             continue
-        array, datatype = output
-        tensor = response.outputs.add(name=name, datatype=datatype)
-        tensor.shape.extend(array.shape)
-        response.raw_output_contents.append(np.ascontiguousarray(array).tobytes())
+        spec = SERVED[name]
+        served = np.ascontiguousarray(array)[None]
+        assert served.ndim == len(spec.dims) and served.shape[0] == 1, (name, served.shape)
+        tensor = response.outputs.add(name=name, datatype=spec.dtype)
+        tensor.shape.extend(served.shape)
+        response.raw_output_contents.append(served.tobytes())
     return InferResult(response)
 
 

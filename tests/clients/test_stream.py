@@ -14,7 +14,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from backends import contract
+from backends.results import SegmentationResult, encode_result
 from clients.stream import stream_frames
 from clients.transports import PlainGrpcTransport, Transport
 
@@ -40,21 +40,12 @@ class SlotTransport(Transport):
 
 
 class EmptyResponse:
-    """An InferResult stand-in: no detections for a frame of the given size."""
+    """An InferResult stand-in: no detections for a frame of the given size, every output
+    under the leading batch axis of 1 the ensemble serves."""
 
     def __init__(self, height: int, width: int):
-        self.outputs = {
-            contract.IMAGE_SIZE: np.array([height, width], np.int32),
-            contract.BOXES: np.zeros((0, 4), np.float32),
-            contract.SCORES: np.zeros(0, np.float32),
-            contract.CLASS_IDS: np.zeros(0, np.int32),
-            contract.CLASS_NAMES: np.zeros(0, np.uint8),
-            contract.CLASS_NAME_OFFSETS: np.zeros(1, np.int32),
-            contract.RLE_COUNTS: np.zeros(0, np.uint8),
-            contract.RLE_OFFSETS: np.zeros(1, np.int32),
-            contract.POLYGON_POINTS: np.zeros((0, 2), np.int32),
-            contract.POLYGON_OFFSETS: np.zeros(1, np.int32),
-        }
+        encoded = encode_result(SegmentationResult(image_size=(height, width)))
+        self.outputs = {name: array[None] for name, array in encoded.items()}
 
     def as_numpy(self, name):
         return self.outputs.get(name)

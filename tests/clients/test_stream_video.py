@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -146,3 +147,66 @@ def test_counts_below_one_are_rejected(flag, capsys):
         stream_video.main(["--video", "x.mp4", flag, "0"])
     assert exit_info.value.code == 2
     assert f"{flag} must be >= 1" in capsys.readouterr().err
+
+
+def test_main_hands_its_arguments_to_stream_video(tmp_path, monkeypatch):
+    calls = []
+
+    def record(*args, **kwargs):
+        calls.append((args, kwargs))
+        return 1
+
+    monkeypatch.setattr(stream_video, "stream_video", record)
+    argv = ["--video", "rtsp://camera//stream", "--url", "host:9", "--transport", "system_shm"]
+    argv += ["--depth", "3", "--out-dir", str(tmp_path), "--max-frames", "5", "--no-video"]
+    assert stream_video.main(argv) == 1
+    assert calls == [
+        (
+            ("rtsp://camera//stream", "host:9"),
+            {
+                "transport": "system_shm",
+                "depth": 3,
+                "out_dir": tmp_path,
+                "max_frames": 5,
+                "write_video": False,
+            },
+        )
+    ]
+    calls.clear()
+    stream_video.main(["--video", "in.mp4"])
+    assert calls == [
+        (
+            ("in.mp4", "localhost:8001"),
+            {
+                "transport": "grpc",
+                "depth": 2,
+                "out_dir": Path("outputs"),
+                "max_frames": None,
+                "write_video": True,
+            },
+        )
+    ]
+
+
+def test_function_reports_an_unreadable_video_with_exit_code_2(tmp_path, caplog):
+    path = tmp_path / "missing.mp4"
+    with caplog.at_level(logging.ERROR):
+        code = stream_video.stream_video(path, "localhost:1", out_dir=tmp_path / "out")
+    assert code == 2
+    assert f"cannot open video {path}" in caplog.text
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"depth": 0}, "depth must be >= 1"),
+        ({"max_frames": 0}, "max_frames must be >= 1"),
+        ({"transport": "cuda_shm"}, "unknown transport 'cuda_shm'"),
+    ],
+)
+def test_function_rejects_bad_arguments_before_touching_anything(tmp_path, change, problem):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=problem):
+        stream_video.stream_video(tmp_path / "in.mp4", "localhost:1", out_dir=out, **change)
+    assert not out.exists()

@@ -7,9 +7,11 @@ import os
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
 from backends import contract
+from backends.frames import InvalidImageError
 from clients.results import result_from_response
 from clients.transports import (
     PlainGrpcTransport,
@@ -19,20 +21,76 @@ from clients.transports import (
 )
 
 
-def test_plain_input_names_the_image_tensor_and_its_shape():
-    frame = np.zeros((5, 7, 3), np.uint8)
+(IMAGE_SPEC,) = contract.ENSEMBLE_INPUTS
+
+
+def fits_the_contract(shape: list[int]) -> bool:
+    return len(shape) == len(IMAGE_SPEC.dims) and all(
+        dim == -1 or dim == size for dim, size in zip(IMAGE_SPEC.dims, shape, strict=True)
+    )
+
+
+def test_plain_input_carries_the_frame_under_a_batch_axis_of_one():
+    frame = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     (image,) = PlainGrpcTransport().inputs_for(0, frame)
-    assert image.name() == contract.IMAGE
-    assert image.shape() == [5, 7, 3]
-    assert image.datatype() == "UINT8"
+    assert image.name() == IMAGE_SPEC.name == contract.IMAGE
+    assert image.shape() == [1, 5, 7, 3]
+    assert fits_the_contract(image.shape())
+    assert image.datatype() == IMAGE_SPEC.dtype == "UINT8"
+    assert image._get_content() == frame.tobytes()
+
+
+def test_plain_input_of_a_non_contiguous_frame_carries_its_pixels():
+    frame = np.random.default_rng(1).integers(0, 256, (6, 8, 3), dtype=np.uint8)[:, ::2]
+    (image,) = PlainGrpcTransport().inputs_for(0, frame)
+    assert image.shape() == [1, 6, 4, 3]
+    assert image._get_content() == np.ascontiguousarray(frame).tobytes()
+
+
+class RegistryClient:
+    """A client stand-in (test fake) that records system shared-memory registrations."""
+
+    def __init__(self):
+        self.registered: dict[str, tuple[str, int]] = {}
+
+    def register_system_shared_memory(self, name, key, byte_size):
+        self.registered[name] = (key, byte_size)
+
+    def unregister_system_shared_memory(self, name):
+        del self.registered[name]
+
+
+def test_shm_input_names_the_region_with_the_frame_bytes_in_it():
+    frame = np.random.default_rng(2).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    client = RegistryClient()
+    with SystemShmTransport(client, depth=2, byte_size=1024) as transport:
+        (image,) = transport.inputs_for(1, frame)
+        region = transport.regions[1]
+        assert image.shape() == [1, 6, 8, 3]
+        assert fits_the_contract(image.shape())
+        assert image.datatype() == "UINT8"
+        parameters = image._get_tensor().parameters
+        assert parameters["shared_memory_region"].string_param == region.name
+        # The batch axis of 1 adds no bytes: the region holds the frame as it is.
+        assert parameters["shared_memory_byte_size"].int64_param == frame.nbytes
+        assert image._get_content() is None
+        stored = shm.get_contents_as_numpy(region.handle, np.uint8, [1, 6, 8, 3])
+        np.testing.assert_array_equal(stored[0], frame)
+        assert set(client.registered) == {r.name for r in transport.regions}
+    assert client.registered == {}
 
 
 @pytest.mark.parametrize(
     ("frame", "problem"),
-    [(np.zeros((4, 4, 3), np.float32), "uint8"), (np.zeros((4, 4), np.uint8), "HxWx3")],
+    [
+        (np.zeros((4, 4, 3), np.float32), "uint8"),
+        (np.zeros((4, 4), np.uint8), "HxWx3"),
+        (np.zeros((1, 4, 4, 3), np.uint8), "HxWx3"),  # the transport adds the batch axis itself
+        (np.zeros((0, 5, 3), np.uint8), "empty: 0x5"),
+    ],
 )
 def test_a_frame_that_is_not_bgr_uint8_is_rejected_by_name(frame, problem):
-    with pytest.raises(ValueError, match=problem):
+    with pytest.raises(InvalidImageError, match=problem):
         PlainGrpcTransport().inputs_for(0, frame)
 
 

@@ -19,7 +19,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
-from backends.contract import ENGINE, MODEL_SIZES
+from backends.contract import ENGINE, MODEL_SIZES, PREPROCESS
 from tools.tritonserver import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "build_engines.sh"
@@ -90,12 +90,13 @@ def run_script(*args: str, path: str, cwd: Path = REPO_ROOT) -> subprocess.Compl
         ((), "fp16", 8, 32),  # the defaults
         (("--precision", "fp32", "--max-batch", "4"), "fp32", 4, 4),  # opt follows a smaller max
         (("--max-batch", "16", "--opt-batch", "2"), "fp16", 2, 16),
+        (("--target", "jetson", "--max-batch", "8"), "fp16", 8, 8),
     ],
 )
 def test_builds_plan_and_tensorrt_repository(
-    nano_onnx, fake_trtexec, tmp_path, extra_args, precision, opt_batch, max_batch
+    nano_export, fake_trtexec, tmp_path, extra_args, precision, opt_batch, max_batch
 ):
-    onnx_path, classes_path = nano_onnx
+    onnx_path, classes_path = nano_export.onnx, nano_export.classes
     out, repository = tmp_path / "engines", tmp_path / "repository"
     result = run_script(
         "--onnx", str(onnx_path), "--out", str(out), "--repository", str(repository), *extra_args,
@@ -118,6 +119,10 @@ def test_builds_plan_and_tensorrt_repository(
     assert (engine_dir / "1" / "model.plan").read_bytes() == FAKE_PLAN_BYTES
     assert not (engine_dir / "1" / "model.onnx").exists()
     config = text_format.Parse((engine_dir / "config.pbtxt").read_text(), ModelConfig())
+    preprocess = text_format.Parse((repository / PREPROCESS / "config.pbtxt").read_text(), ModelConfig())
+    # Jetson's python backend takes no GPU tensors: its python stages keep CPU tensors.
+    gpu_tensors = "no" if "jetson" not in extra_args else "yes"
+    assert preprocess.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == gpu_tensors
     assert config.platform == "tensorrt_plan"
     assert config.max_batch_size == max_batch
     assert list(config.input[0].dims) == [3, r, r]
@@ -142,6 +147,7 @@ def test_missing_trtexec_fails_before_export(tmp_path, base_path):
     [
         (("--size", "huge"), "unknown --size 'huge'; choose one of nano, small"),
         (("--precision", "int8"), "--precision must be fp16 or fp32"),
+        (("--target", "cpu"), "--target must be gpu or jetson, got 'cpu'"),
         (("--max-batch", "0"), "--max-batch must be a positive integer"),
         (("--opt-batch", "64"), "--opt-batch (64) must not exceed --max-batch (32)"),
         (("--onnx", "a.onnx", "--checkpoint", "a.pth"), "not both"),

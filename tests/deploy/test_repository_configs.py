@@ -1,36 +1,31 @@
-"""Every rendered config.pbtxt, parsed as Triton's ModelConfig protobuf, checked for consistency.
+"""Every target's rendered repository, parsed as Triton's ModelConfig protobuf, checked against
+the contract.
 
-Parsing with text_format rejects bad syntax and unknown field names, as tritonserver would.
-On top of that: the two engine variants are interchangeable, the ensemble's maps name tensors
-the composing models really have (with matching dtypes and shapes), and the dims follow
-backends.contract.MODEL_SIZES. No engine is run: a few-byte file is enough to render configs.
+Parsing with text_format rejects bad syntax and unknown field names, as tritonserver would. On
+top of that: every config's tensors are backends.contract's (names, dtypes, dims), the engine
+variants are interchangeable, the ensemble's maps name tensors the composing models really have,
+and each target's table (tools.targets) reaches the configs. No engine is run: a few-byte file
+is enough to render configs.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
-from tritonclient.grpc.model_config_pb2 import (
-    ModelConfig,
-    ModelInput,
-    ModelInstanceGroup,
-    ModelOutput,
-)
+from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig, ModelInstanceGroup
 
+from backends import contract
 from backends.classes import ClassTable
-from backends.contract import ENGINE, ENSEMBLE, MODEL_SIZES, POSTPROCESS, PREPROCESS
-from tools.build_repository import (
-    ENGINE_VARIANTS,
-    EngineShape,
-    RepositorySettings,
-    build_repository,
-)
+from backends.contract import ENGINE, ENSEMBLE, MODEL_SIZES, POSTPROCESS, PREPROCESS, EngineShape
+from backends.postprocess import PostprocessSettings
+from tools.build_repository import ENGINE_VARIANTS, RepositorySpec, build_repository, spec_from_files
+from tools.targets import TARGETS
 
-NUM_CLASSES = 91  # COCO-pretrained logit columns; any count renders the same way
-MAX_BATCH_SIZE = 16
-CLASSES = ClassTable(tuple(f"class_{i}" for i in range(NUM_CLASSES - 1)) + (None,))
+CLASSES = ClassTable(tuple(f"class_{i}" for i in range(contract.COCO_CLASS_LOGITS - 1)) + (None,))
+COMBINATIONS = [(t, e, s) for t in TARGETS for e in TARGETS[t].engines for s in MODEL_SIZES]
 
 
 def load_repository(root: Path) -> dict[str, ModelConfig]:
@@ -43,29 +38,42 @@ def load_repository(root: Path) -> dict[str, ModelConfig]:
     return configs
 
 
+def dummy_engine_file(work: Path, engine: str) -> Path:
+    path = work / f"dummy-engine{ENGINE_VARIANTS[engine][2]}"
+    path.write_bytes(b"dummy engine: configs only")
+    return path
+
+
 @pytest.fixture(scope="module")
-def repositories(tmp_path_factory) -> dict[tuple[str, str], dict[str, ModelConfig]]:
-    """{(size, engine suffix): configs}: every size with each engine variant."""
+def repositories(tmp_path_factory) -> dict[tuple[str, str, str], dict[str, ModelConfig]]:
+    """{(target, engine, size): configs} for every target, each engine it serves, every size."""
     work = tmp_path_factory.mktemp("configs")
     built = {}
-    for suffix in ENGINE_VARIANTS:
-        engine_file = work / f"dummy-engine{suffix}"
-        engine_file.write_bytes(b"dummy engine: configs only")
-        for size in MODEL_SIZES:
-            model = MODEL_SIZES[size]
-            shape = EngineShape(model.resolution, model.num_queries, NUM_CLASSES)
-            settings = RepositorySettings(shape, max_batch_size=MAX_BATCH_SIZE)
-            out = work / f"{size}-{suffix.lstrip('.')}"
-            root = build_repository(engine_file, CLASSES, settings, out)
-            built[size, suffix] = load_repository(root)
+    for target, engine, size in COMBINATIONS:
+        settings = PostprocessSettings(MODEL_SIZES[size].num_queries, 0.5, CLASSES)
+        spec = RepositorySpec(TARGETS[target], engine, dummy_engine_file(work, engine), MODEL_SIZES[size], settings)
+        built[target, engine, size] = load_repository(build_repository(spec, work / f"{target}-{engine}-{size}"))
     return built
 
 
-def signature(tensors) -> list[tuple[str, int, list[int]]]:
-    return sorted((t.name, t.data_type, list(t.dims)) for t in tensors)
+def declared(tensors) -> dict[str, tuple[str, list[int]]]:
+    return {t.name: (DataType.Name(t.data_type).removeprefix("TYPE_"), list(t.dims)) for t in tensors}
 
 
-def full_shape(config: ModelConfig, tensor: ModelInput | ModelOutput) -> list[int]:
+def contract_tensors(specs, shape: EngineShape) -> dict[str, tuple[str, list[int]]]:
+    return {t.name: (t.dtype, list(t.resolve(shape))) for t in specs}
+
+
+@pytest.mark.parametrize("target, engine, size", COMBINATIONS)
+def test_every_config_declares_the_contract_tensors(repositories, target, engine, size):
+    configs = repositories[target, engine, size]
+    assert set(configs) == set(contract.STAGE_TENSORS)
+    for model, (inputs, outputs) in contract.STAGE_TENSORS.items():
+        assert declared(configs[model].input) == contract_tensors(inputs, MODEL_SIZES[size]), model
+        assert declared(configs[model].output) == contract_tensors(outputs, MODEL_SIZES[size]), model
+
+
+def full_shape(config: ModelConfig, tensor) -> list[int]:
     """The shape a request carries: the batch axis (-1) first when the model batches."""
     return ([-1] if config.max_batch_size > 0 else []) + list(tensor.dims)
 
@@ -74,108 +82,113 @@ def shapes_agree(a: list[int], b: list[int]) -> bool:
     return len(a) == len(b) and all(x == y or -1 in (x, y) for x, y in zip(a, b))
 
 
-def by_name(tensors) -> dict[str, ModelInput | ModelOutput]:
-    return {t.name: t for t in tensors}
-
-
-@pytest.mark.parametrize("size", list(MODEL_SIZES))
-def test_every_config_parses_and_both_engines_are_interchangeable(repositories, size):
-    onnxruntime, tensorrt = repositories[size, ".onnx"], repositories[size, ".plan"]
-    assert set(onnxruntime) == set(tensorrt) == {ENSEMBLE, PREPROCESS, ENGINE, POSTPROCESS}
-    a, b = onnxruntime[ENGINE], tensorrt[ENGINE]
-    assert signature(a.input) == signature(b.input)
-    assert signature(a.output) == signature(b.output)
-    assert a.max_batch_size == b.max_batch_size == MAX_BATCH_SIZE
-    # Everything but the engine is the same repository.
-    for name in (ENSEMBLE, PREPROCESS, POSTPROCESS):
-        assert onnxruntime[name] == tensorrt[name]
-
-
-@pytest.mark.parametrize("size", list(MODEL_SIZES))
-def test_tensorrt_variant_is_a_batched_gpu_plan(repositories, size):
-    engine = repositories[size, ".plan"][ENGINE]
-    assert engine.platform == "tensorrt_plan"
-    assert not engine.backend
-    assert engine.HasField("dynamic_batching")
-    assert [g.kind for g in engine.instance_group] == [ModelInstanceGroup.KIND_GPU]
-
-
-@pytest.mark.parametrize("suffix", list(ENGINE_VARIANTS))
-@pytest.mark.parametrize("size", list(MODEL_SIZES))
-def test_dims_follow_the_contract(repositories, size, suffix):
-    configs = repositories[size, suffix]
-    spec = MODEL_SIZES[size]
-    r, q, m = spec.resolution, spec.num_queries, spec.mask_size
-    assert m == r // 4
-    engine = configs[ENGINE]
-    assert {t.name: list(t.dims) for t in engine.input} == {"input": [3, r, r]}
-    assert {t.name: list(t.dims) for t in engine.output} == {
-        "dets": [q, 4],
-        "labels": [q, NUM_CLASSES],
-        "masks": [q, m, m],
-    }
-    # The ensemble sends one frame per request: unbatched stages see the engine's batch of 1.
-    engine_outputs = by_name(engine.output)
-    postprocess_inputs = by_name(configs[POSTPROCESS].input)
-    for name, tensor in engine_outputs.items():
-        assert list(postprocess_inputs[name].dims) == [1, *tensor.dims]
-    assert list(by_name(configs[PREPROCESS].output)["input"].dims) == [1, *engine.input[0].dims]
-
-
-@pytest.mark.parametrize("suffix", list(ENGINE_VARIANTS))
-@pytest.mark.parametrize("size", list(MODEL_SIZES))
-def test_ensemble_maps_name_real_tensors(repositories, size, suffix):
-    configs = repositories[size, suffix]
+@pytest.mark.parametrize("target, engine, size", COMBINATIONS)
+def test_ensemble_maps_name_real_tensors(repositories, target, engine, size):
+    configs = repositories[target, engine, size]
     ensemble = configs[ENSEMBLE]
-    assert ensemble.platform == "ensemble"
-    # Ensemble-wide tensors: what the client sends, then what each step produces.
+    assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 0
     available = {t.name: (t.data_type, full_shape(ensemble, t)) for t in ensemble.input}
     for step in ensemble.ensemble_scheduling.step:
-        name = step.model_name
-        assert name in configs, f"step names unknown model {name}"
-        model = configs[name]
-        inputs, outputs = by_name(model.input), by_name(model.output)
-        assert set(step.input_map) == set(inputs), f"{name}: every input mapped, none invented"
+        model = configs[step.model_name]
+        inputs = {t.name: t for t in model.input}
+        outputs = {t.name: t for t in model.output}
+        assert set(step.input_map) == set(inputs), f"{model.name}: every input mapped, none invented"
         for own, wide in step.input_map.items():
-            assert wide in available, f"{name} reads {wide!r} before any step produces it"
+            assert wide in available, f"{model.name} reads {wide!r} before any step produces it"
             dtype, shape = available[wide]
-            assert dtype == inputs[own].data_type, f"{name}.{own}: dtype differs from {wide}"
-            takes = full_shape(model, inputs[own])
-            assert shapes_agree(shape, takes), f"{name}.{own} takes {takes}, {wide} is {shape}"
+            assert dtype == inputs[own].data_type, f"{model.name}.{own}: dtype differs from {wide}"
+            assert shapes_agree(shape, full_shape(model, inputs[own])), f"{model.name}.{own} vs {wide}"
         for own, wide in step.output_map.items():
-            assert own in outputs, f"{name} has no output {own!r}"
+            assert own in outputs, f"{model.name} has no output {own!r}"
             assert wide not in available, f"{wide!r} produced twice"
             available[wide] = (outputs[own].data_type, full_shape(model, outputs[own]))
     for output in ensemble.output:
         assert output.name in available, f"ensemble output {output.name!r} is never produced"
         dtype, shape = available[output.name]
-        assert dtype == output.data_type, output.name
-        assert shapes_agree(shape, full_shape(ensemble, output)), output.name
+        assert dtype == output.data_type and shapes_agree(shape, full_shape(ensemble, output)), output.name
 
 
-def test_shapes_come_from_the_onnx_file(nano_onnx, tmp_path):
+def parameters(config: ModelConfig) -> dict[str, str]:
+    return {key: value.string_value for key, value in config.parameters.items()}
+
+
+@pytest.mark.parametrize("target, engine, size", COMBINATIONS)
+def test_the_target_table_reaches_the_configs(repositories, target, engine, size):
+    configs = repositories[target, engine, size]
+    plan = TARGETS[target]
+    python_kind = ModelInstanceGroup.KIND_GPU if plan.gpu_tensors else ModelInstanceGroup.KIND_CPU
+    for model, stage, impl in (
+        (PREPROCESS, plan.preprocess, plan.preprocess_impl),
+        (POSTPROCESS, plan.postprocess, plan.postprocess_impl),
+    ):
+        config = configs[model]
+        assert config.max_batch_size == stage.max_batch_size
+        assert config.dynamic_batching.max_queue_delay_microseconds == stage.queue_delay_us
+        assert [(g.kind, g.count) for g in config.instance_group] == [(python_kind, stage.instance_count)]
+        params = parameters(config)
+        assert params["impl"] == impl and params["device"] == plan.device
+        assert params["FORCE_CPU_ONLY_INPUT_TENSORS"] == ("no" if plan.gpu_tensors else "yes")
+    assert all(t.allow_ragged_batch for t in configs[PREPROCESS].input)
+    engine_config = configs[ENGINE]
+    assert engine_config.max_batch_size == plan.engine.max_batch_size
+    assert engine_config.HasField("dynamic_batching")
+    expected_kind = ModelInstanceGroup.KIND_GPU if engine == "tensorrt" else python_kind
+    assert [g.kind for g in engine_config.instance_group] == [expected_kind]
+    if engine == "tensorrt":
+        assert engine_config.platform == "tensorrt_plan" and not engine_config.backend
+    else:
+        assert engine_config.backend == "python"
+    if engine == "torch":
+        assert parameters(engine_config)["size"] == size
+        assert parameters(engine_config)["device"] == plan.device
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_engine_variants_of_a_target_are_interchangeable(repositories, target):
+    engines = TARGETS[target].engines
+    for size in MODEL_SIZES:
+        first = repositories[target, engines[0], size]
+        for engine in engines[1:]:
+            other = repositories[target, engine, size]
+            assert declared(first[ENGINE].output) == declared(other[ENGINE].output)
+            for name in (ENSEMBLE, PREPROCESS, POSTPROCESS):
+                assert first[name] == other[name], f"{target}: {name} differs between {engines[0]} and {engine}"
+
+
+def test_shapes_come_from_the_onnx_file(nano_export, tmp_path):
     """A checkpoint can change the query or class count: the configs follow the file."""
+    from tools.build_repository import engine_shape_from_onnx, main
+
+    assert engine_shape_from_onnx(nano_export.onnx) == EngineShape(312, 100, 91)
+    assert main(["--onnx", str(nano_export.onnx), "--out", str(tmp_path / "r")]) == 0
+    engine = load_repository(tmp_path / "r")[ENGINE]
+    assert declared(engine.output) == {"dets": ("FP32", [100, 4]), "labels": ("FP32", [100, 91]), "masks": ("FP32", [100, 78, 78])}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--score-threshold", "nan"], "score threshold must be a number in \\[0, 1\\], got nan"),
+        (["--score-threshold", "1.5"], "got 1.5"),
+        (["--num-select", "0"], "num_select must be an integer >= 1, got 0"),
+        (["--max-batch-size", "0"], "max batch size must be an integer >= 1, got 0"),
+        (["--target", "tpu"], "unknown target 'tpu'"),
+        (["--engine", "tensorrt"], "target cpu serves the engines \\['onnx', 'torch'\\], not 'tensorrt'"),
+        (["--target", "gpu", "--engine", "tensorrt"], "needs its plan file"),
+        (["--engine", "torch", "--weights", "/no/such.pth"], "torch engine file not found: /no/such.pth"),
+        (["--classes", "/no/classes.json"], "class table not found: /no/classes.json"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_value(nano_export, tmp_path, capsys, argv, message):
     from tools.build_repository import main
 
-    onnx_path, classes_path = nano_onnx
-    assert EngineShape.from_onnx(onnx_path) == EngineShape(312, 100, 91)
-    assert main(["--engine-file", str(onnx_path), "--classes", str(classes_path), "--out", str(tmp_path / "r")]) == 0
-    engine = load_repository(tmp_path / "r")["rfdetr_seg_engine"]
-    assert signature(engine.output) == signature(
-        text_format.Parse(
-            'output [{ name: "dets" data_type: TYPE_FP32 dims: [100, 4] },'
-            ' { name: "labels" data_type: TYPE_FP32 dims: [100, 91] },'
-            ' { name: "masks" data_type: TYPE_FP32 dims: [100, 78, 78] }]',
-            ModelConfig(),
-        ).output
-    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--onnx", str(nano_export.onnx), "--out", str(tmp_path / "r"), *argv])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "r").exists()
 
 
-def test_a_plan_needs_the_onnx_it_was_built_from(tmp_path, nano_onnx, capsys):
-    from tools.build_repository import main
-
-    plan = tmp_path / "x.plan"
-    plan.write_bytes(b"dummy engine: configs only")
-    with pytest.raises(SystemExit):
-        main(["--engine-file", str(plan), "--classes", str(nano_onnx[1]), "--out", str(tmp_path / "r")])
-    assert "needs --onnx" in capsys.readouterr().err
+def test_a_missing_onnx_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ONNX file not found: .*nothing.onnx"):
+        spec_from_files("cpu", None, tmp_path / "nothing.onnx", 0.5)

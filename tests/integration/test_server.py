@@ -19,7 +19,8 @@ from tritonclient.utils import InferenceServerException
 from backends import contract as c
 from backends.classes import ClassTable
 from backends.pipeline import ReferencePipeline
-from backends.postprocess import SegmentationResult
+from backends.postprocess import PostprocessSettings
+from backends.results import SegmentationResult
 from backends.rle import decode_mask
 from clients.results import result_from_response
 from clients.transports import unregister_when_released
@@ -44,14 +45,19 @@ def client(triton_server):
 
 
 @pytest.fixture(scope="module")
-def reference(nano_onnx):
-    onnx_path, classes_path = nano_onnx
-    return ReferencePipeline(onnx_path, ClassTable.load(classes_path), 100, RANDOM_WEIGHTS_THRESHOLD)
+def reference(nano_export):
+    return reference_pipeline(nano_export)
+
+
+def reference_pipeline(exported) -> ReferencePipeline:
+    settings = PostprocessSettings(100, RANDOM_WEIGHTS_THRESHOLD, ClassTable.load(exported.classes))
+    return ReferencePipeline(exported.onnx, settings)
 
 
 def image_input(frame: np.ndarray) -> grpcclient.InferInput:
-    image = grpcclient.InferInput(c.IMAGE, list(frame.shape), "UINT8")
-    image.set_data_from_numpy(frame)
+    """The ensemble's input for one frame: [1, H, W, 3]."""
+    image = grpcclient.InferInput(c.IMAGE, [1, *frame.shape], "UINT8")
+    image.set_data_from_numpy(frame[None])
     return image
 
 
@@ -95,7 +101,7 @@ class SystemShmRegion:
 
     def input_for(self, frame: np.ndarray) -> grpcclient.InferInput:
         shm.set_shared_memory_region(self.handle, [frame])
-        image = grpcclient.InferInput(c.IMAGE, list(frame.shape), "UINT8")
+        image = grpcclient.InferInput(c.IMAGE, [1, *frame.shape], "UINT8")
         image.set_shared_memory(self.name, frame.nbytes)
         return image
 
@@ -145,13 +151,14 @@ def good_request_still_served(client) -> None:
 @pytest.mark.parametrize(
     "data, message",
     [
-        (np.zeros((4, 4, 3), np.float32), "(?i)data.?type.*image|image.*data.?type"),
-        (np.zeros((4, 4), np.uint8), "(?i)shape.*image|image.*shape"),
-        (np.zeros((4, 4, 3, 1), np.uint8), "(?i)shape.*image|image.*shape"),
-        (np.zeros((4, 4, 4), np.uint8), "(?i)shape.*image|image.*shape"),
-        (np.zeros((0, 5, 3), np.uint8), "image is empty: 0x5"),
+        (np.zeros((1, 4, 4, 3), np.float32), "(?i)data.?type.*image|image.*data.?type"),
+        (np.zeros((4, 4, 3), np.uint8), "(?i)shape.*image|image.*shape"),
+        (np.zeros((1, 4, 4, 3, 1), np.uint8), "(?i)shape.*image|image.*shape"),
+        (np.zeros((1, 4, 4, 4), np.uint8), "(?i)shape.*image|image.*shape"),
+        (np.zeros((2, 4, 4, 3), np.uint8), "(?i)shape.*image|image.*shape"),
+        (np.zeros((1, 0, 5, 3), np.uint8), "image is empty: 0x5"),
     ],
-    ids=["fp32", "rank2", "rank4", "4-channels", "zero-size"],
+    ids=["fp32", "rank3", "rank5", "4-channels", "two-frames", "zero-size"],
 )
 def test_bad_frame_is_rejected_naming_the_problem(client, data, message):
     image = grpcclient.InferInput(c.IMAGE, list(data.shape), "FP32" if data.dtype == np.float32 else "UINT8")
@@ -162,7 +169,7 @@ def test_bad_frame_is_rejected_naming_the_problem(client, data, message):
 
 
 def test_unregistered_shared_memory_region_is_rejected_by_name(client):
-    image = grpcclient.InferInput(c.IMAGE, [4, 4, 3], "UINT8")
+    image = grpcclient.InferInput(c.IMAGE, [1, 4, 4, 3], "UINT8")
     image.set_shared_memory("no_such_region", 48)
     with pytest.raises(InferenceServerException, match="no_such_region"):
         client.infer(c.ENSEMBLE, [image])
@@ -172,7 +179,7 @@ def test_unregistered_shared_memory_region_is_rejected_by_name(client):
 def test_frame_bigger_than_its_region_is_rejected(client):
     frame = np.zeros((16, 16, 3), np.uint8)
     with SystemShmRegion(client, 64) as region:
-        image = grpcclient.InferInput(c.IMAGE, list(frame.shape), "UINT8")
+        image = grpcclient.InferInput(c.IMAGE, [1, *frame.shape], "UINT8")
         image.set_shared_memory(region.name, frame.nbytes)
         with pytest.raises(InferenceServerException, match=region.name):
             client.infer(c.ENSEMBLE, [image])

@@ -1,45 +1,42 @@
 import os
 
+import torch
+
 from backends import contract as c
 from backends.classes import ClassTable
-from backends.packing import pack, pack_bytes
-from backends.polygons import EMPTY_POLYGON
-from backends.postprocess import postprocess_reference
-from backends.triton_model import input_array, model_parameter, output_tensor, respond_each
+from backends.postprocess import POSTPROCESS_IMPLS, PostprocessSettings
+from backends.results import encode_result
+from backends.triton_model import input_tensor, log_info, model_parameter, serve_batch, stage_devices
+
+INPUTS = (c.DETS, c.LABELS, c.MASKS, c.IMAGE_SIZE)
 
 
 class TritonPythonModel:
     def initialize(self, args):
         model_dir = os.path.join(args["model_repository"], args["model_version"])
-        self.classes = ClassTable.load(os.path.join(model_dir, c.CLASSES_FILE))
-        self.score_threshold = float(model_parameter(args, "score_threshold"))
-        self.num_select = int(model_parameter(args, "num_select"))
-
-    def _handle(self, request):
-        height, width = (int(v) for v in input_array(request, c.IMAGE_SIZE))
-        result = postprocess_reference(
-            input_array(request, c.DETS)[0],
-            input_array(request, c.LABELS)[0],
-            input_array(request, c.MASKS)[0],
-            (height, width),
-            self.num_select,
-            self.score_threshold,
-            self.classes,
+        self.settings = PostprocessSettings(
+            num_select=int(model_parameter(args, "num_select")),
+            score_threshold=float(model_parameter(args, "score_threshold")),
+            classes=ClassTable.load(os.path.join(model_dir, c.CLASSES_FILE)),
         )
-        names, name_offsets = pack_bytes([name.encode() for name in result.class_names])
-        rles, rle_offsets = pack_bytes(result.rle_counts)
-        points, point_offsets = pack(result.polygons, EMPTY_POLYGON)
-        return [
-            output_tensor(c.BOXES, result.boxes),
-            output_tensor(c.SCORES, result.scores),
-            output_tensor(c.CLASS_IDS, result.class_ids),
-            output_tensor(c.CLASS_NAMES, names),
-            output_tensor(c.CLASS_NAME_OFFSETS, name_offsets),
-            output_tensor(c.RLE_COUNTS, rles),
-            output_tensor(c.RLE_OFFSETS, rle_offsets),
-            output_tensor(c.POLYGON_POINTS, points),
-            output_tensor(c.POLYGON_OFFSETS, point_offsets),
-        ]
+        self.devices = stage_devices(args)
+        impl = model_parameter(args, "impl")
+        if impl not in POSTPROCESS_IMPLS:
+            raise ValueError(f"unknown postprocess impl {impl!r}; choose one of {list(POSTPROCESS_IMPLS)}")
+        self.postprocess = POSTPROCESS_IMPLS[impl]
+        log_info(f"{args['model_name']}: impl {impl}, computes on {self.devices.compute}")
+
+    def _read(self, request):
+        return {name: input_tensor(request, name) for name in INPUTS}
+
+    def _run(self, items):
+        def batched(name):
+            return torch.cat([item[name] for item in items]).to(self.devices.compute)
+
+        sizes = [tuple(int(v) for v in size) for item in items for size in item[c.IMAGE_SIZE].tolist()]
+        results = self.postprocess(batched(c.DETS), batched(c.LABELS), batched(c.MASKS), sizes, self.settings)
+        # The results are host data (numpy): every output leaves on the CPU, batch axis of 1.
+        return [{name: array[None] for name, array in encode_result(result).items()} for result in results]
 
     def execute(self, requests):
-        return respond_each(requests, self._handle)
+        return serve_batch(requests, self._read, self._run)

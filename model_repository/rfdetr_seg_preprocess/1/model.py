@@ -1,20 +1,39 @@
-import numpy as np
+import torch
 
 from backends.contract import ENGINE_INPUT, IMAGE, IMAGE_SIZE
-from backends.preprocess import preprocess_reference
-from backends.triton_model import input_array, model_parameter, output_tensor, respond_each
+from backends.errors import InvalidRequestError
+from backends.preprocess import PREPROCESS_IMPLS
+from backends.triton_model import (
+    input_tensor,
+    log_info,
+    model_parameter,
+    serve_batch,
+    split_rows,
+    stage_devices,
+)
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.resolution = int(model_parameter(args, "resolution"))
+        self.devices = stage_devices(args)
+        impl = model_parameter(args, "impl")
+        if impl not in PREPROCESS_IMPLS:
+            raise ValueError(f"unknown preprocess impl {impl!r}; choose one of {list(PREPROCESS_IMPLS)}")
+        self.preprocess = PREPROCESS_IMPLS[impl]
+        log_info(f"{args['model_name']}: impl {impl}, computes on {self.devices.compute}, outputs on {self.devices.outputs}")
 
-    def _handle(self, request):
-        image = input_array(request, IMAGE)
-        return [
-            output_tensor(ENGINE_INPUT, preprocess_reference(image, self.resolution)),
-            output_tensor(IMAGE_SIZE, np.array(image.shape[:2], dtype=np.int32)),
-        ]
+    def _read(self, request):
+        image = input_tensor(request, IMAGE)
+        if len(image) != 1:
+            raise InvalidRequestError(f"send one frame per request ([1, H, W, 3]), got {len(image)}")
+        return image[0]
+
+    def _run(self, frames):
+        batch = self.preprocess(frames, self.resolution, self.devices.compute).to(self.devices.outputs)
+        # Frame sizes are host metadata: they stay on the CPU whatever the target.
+        sizes = torch.tensor([frame.shape[:2] for frame in frames], dtype=torch.int32)
+        return split_rows({ENGINE_INPUT: batch, IMAGE_SIZE: sizes}, [1] * len(frames))
 
     def execute(self, requests):
-        return respond_each(requests, self._handle)
+        return serve_batch(requests, self._read, self._run)

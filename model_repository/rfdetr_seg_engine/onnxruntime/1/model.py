@@ -1,11 +1,10 @@
 import os
 
-import numpy as np
-import triton_python_backend_utils as pb_utils
+import torch
 
-from backends.contract import ENGINE_INPUT, ENGINE_OUTPUTS
+from backends.contract import ENGINE_INPUT
 from backends.engine_onnx import OnnxEngine
-from backends.triton_model import input_array, model_parameter, output_tensor
+from backends.triton_model import input_tensor, model_parameter, serve_batch, split_rows
 
 
 class TritonPythonModel:
@@ -13,19 +12,10 @@ class TritonPythonModel:
         model_dir = os.path.join(args["model_repository"], args["model_version"])
         self.engine = OnnxEngine(os.path.join(model_dir, model_parameter(args, "onnx_file")))
 
+    def _run(self, inputs):
+        # ONNX Runtime takes numpy: the CPU engine's only copy, one per batch.
+        outputs = self.engine(torch.cat(inputs).cpu().numpy())
+        return split_rows({name: torch.from_numpy(array) for name, array in outputs.items()}, [len(x) for x in inputs])
+
     def execute(self, requests):
-        # The dynamic batcher hands over several requests: one engine run for all of them,
-        # as the TensorRT plan does.
-        inputs = [input_array(r, ENGINE_INPUT) for r in requests]
-        try:
-            outputs = self.engine(np.concatenate(inputs))
-        except Exception as error:  # noqa: BLE001 - every request of the batch learns why
-            message = f"engine failed on a batch of {len(inputs)}: {type(error).__name__}: {error}"
-            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(message)) for _ in requests]
-        bounds = np.cumsum([0] + [len(x) for x in inputs])
-        return [
-            pb_utils.InferenceResponse(
-                output_tensors=[output_tensor(name, outputs[name][lo:hi]) for name in ENGINE_OUTPUTS]
-            )
-            for lo, hi in zip(bounds[:-1], bounds[1:])
-        ]
+        return serve_batch(requests, lambda request: input_tensor(request, ENGINE_INPUT), self._run)

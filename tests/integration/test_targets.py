@@ -1,0 +1,90 @@
+"""The same frames served by other targets and engines give the cpu target's results.
+
+- CPU (runs in CI): the eager torch engine (rfdetr's own model, the export's weights) served
+  beside the ONNX Runtime engine.
+- GPU (skipped without CUDA): the `gpu` target, every stage on the GPU, over plain gRPC and
+  system shared memory, against the cpu target; tensors between stages arrive as GPU tensors.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+import tritonclient.grpc as grpcclient
+
+from backends import contract as c
+from clients.results import result_from_response
+from tests.integration.compare import Comparison, compare
+from tests.integration.test_server import SystemShmRegion, image_input
+from tests.repositories import build_test_repository
+from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD
+from tools.tritonserver import TritonServer
+
+pytestmark = pytest.mark.integration
+SIZES = [(360, 640), (97, 131), (1080, 1920), (1, 1)]
+
+
+def frames() -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    out = []
+    for height, width in SIZES:
+        frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        frame[height // 3 : height // 2, width // 5 : width // 2] = (200, 40, 90)
+        out.append(frame)
+    return out
+
+
+def serve_all(url: str, shm: bool = False) -> list:
+    with grpcclient.InferenceServerClient(url) as client:
+        results = []
+        for frame in frames():
+            if shm:
+                with SystemShmRegion(client, frame.nbytes) as region:
+                    results.append(result_from_response(client.infer(c.ENSEMBLE, [region.input_for(frame)])))
+            else:
+                results.append(result_from_response(client.infer(c.ENSEMBLE, [image_input(frame)])))
+        return results
+
+
+def compare_all(expected: list, served: list, box_tol_px: float) -> Comparison:
+    total = Comparison()
+    for a, b in zip(expected, served, strict=True):
+        total.add(compare(a, b, RANDOM_WEIGHTS_THRESHOLD, box_tol_px))
+    return total
+
+
+@pytest.fixture(scope="module")
+def cpu_results(triton_server):
+    return serve_all(triton_server.grpc_url)
+
+
+def test_torch_engine_serves_what_the_onnx_engine_serves(nano_export, tmp_path, cpu_results):
+    repository = build_test_repository(nano_export, tmp_path / "models", engine="torch")
+    with TritonServer(repository, tmp_path / "tritonserver.log") as server:
+        served = serve_all(server.grpc_url)
+    report = compare_all(cpu_results, served, box_tol_px=0.05)
+    print(report)
+    assert report.matched > 0 and not report.unexplained, report
+    assert report.min_mask_iou >= 0.99, report
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the gpu target needs a CUDA device")
+def test_gpu_target_serves_what_the_cpu_target_serves(nano_export, tmp_path, cpu_results):
+    repository = build_test_repository(nano_export, tmp_path / "models", target="gpu")
+    log = tmp_path / "tritonserver.log"
+    with TritonServer(repository, log) as server:
+        over_grpc = serve_all(server.grpc_url)
+        over_shm = serve_all(server.grpc_url, shm=True)
+    for served in (over_grpc, over_shm):
+        report = compare_all(cpu_results, served, box_tol_px=1e-2)
+        print(report)
+        assert report.matched > 0 and not report.unexplained, report
+        assert report.min_mask_iou >= 0.999, report
+    text = log.read_text(errors="replace")
+    # Between stages tensors stay on the GPU: the engine's and the postprocess's inputs arrive there.
+    for name in (c.ENGINE_INPUT, c.DETS, c.LABELS, c.MASKS):
+        assert re.search(rf"input '{name}' arrives on cuda", text), f"{name} did not arrive on the GPU"
+    assert "computes on cuda" in text
