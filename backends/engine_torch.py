@@ -15,18 +15,35 @@ from pathlib import Path
 import torch
 
 from backends.contract import DETS, LABELS, MASKS, MODEL_SIZES
-from tools.export_onnx import model_class
+# rfdetr imports torchvision, whose compiled ops a CPU-only torch lacks: the shim defines them.
+from tools.torchvision_cpu import ensure_torchvision_importable
 
 logger = logging.getLogger(__name__)
+
+
+def model_class(size: str):
+    """rfdetr's RFDETRSeg* class for a MODEL_SIZES key."""
+    ensure_torchvision_importable()
+    import rfdetr
+
+    names = {
+        "nano": "RFDETRSegNano",
+        "small": "RFDETRSegSmall",
+        "medium": "RFDETRSegMedium",
+        "large": "RFDETRSegLarge",
+        "xlarge": "RFDETRSegXLarge",
+        "2xlarge": "RFDETRSeg2XLarge",
+    }
+    return getattr(rfdetr, names[size])
 
 
 def _full_fp32() -> None:
     """fp32 means fp32: no TF32 in matmuls or cuDNN convolutions (parity with the CPU engine).
 
     Importing rfdetr sets torch.set_float32_matmul_precision("high") process-wide, which turns
-    TF32 on for CUDA (and oneDNN) matmuls; this undoes it. Only the APIs rfdetr itself uses
-    (precision for matmuls, allow_tf32 for cuDNN), since torch refuses to read flags that mix
-    them with the newer fp32_precision ones.
+    TF32 on for CUDA (and oneDNN) matmuls; this undoes it. It uses the legacy flags, as rfdetr
+    and torch.backends.cudnn.flags() do: torch refuses to read flags set through a mix of them
+    and the newer fp32_precision ones.
     """
     torch.set_float32_matmul_precision("highest")
     torch.backends.cudnn.allow_tf32 = False
@@ -78,7 +95,7 @@ class TorchEngine:
             raise FileNotFoundError(f"weights not found: {weights}")
         if weights is None:
             logger.warning(
-                "NO WEIGHTS GIVEN: RF-DETR-Seg-%s has RANDOM weights; its detections are meaningless",
+                "NO WEIGHTS GIVEN: RF-DETR-Seg-%s has RANDOM weights; detections are meaningless",
                 size,
             )
             torch.manual_seed(0)  # the same random model as tools.export_onnx's

@@ -1,13 +1,15 @@
 """This stack against the reference pipeline, measured side by side in one run.
 
-    python -m benchmarks.bench_pipeline [--frames 40] [--width 1280 --height 720] [--out DIR]
+    python -m benchmarks.bench_pipeline [--target auto] [--frames 40] [--width 1280 --height 720]
+        [--depths 1,2,4] [--out DIR]
 
 On the same frames (the synthetic clip), it times:
-- the engine alone, in process (ONNX Runtime, batch 1): the floor any pipeline pays;
-- the reference pipeline in process (preprocess -> engine -> postprocess, one frame at a time),
-  with its stages timed apart;
-- the served ensemble through the real tritonserver, streamed with clients.stream over plain
-  gRPC and system shared memory at several depths, with Triton's per-stage statistics.
+- the engine alone, in process (ONNX Runtime on the CPU, batch 1);
+- the reference pipeline in process on the CPU (preprocess -> engine -> postprocess, one frame
+  at a time), with its stages timed apart;
+- the served ensemble of the target (cpu, or gpu: every stage on the GPU) through the real
+  tritonserver, streamed with clients.stream over plain gRPC and system shared memory at
+  several depths, with Triton's per-stage statistics.
 It prints ms/frame, frames/s and the ratios, and writes pipeline.json and pipeline.md to --out.
 """
 
@@ -26,13 +28,16 @@ import tritonclient.grpc as grpcclient
 
 from backends.classes import ClassTable
 from backends.pipeline import ReferencePipeline
+from backends.postprocess import PostprocessSettings
 from benchmarks.host import device_description
 from clients.server_stats import format_table, read_counters, stats_since
 from clients.stream import stream_frames
 from clients.transports import make_transport
-from tools.build_repository import EngineShape, RepositorySettings, build_repository
+from tools.build_repository import build_repository, spec_from_files
+from tools.demo import resolve_target
 from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, random_weights_export
 from tools.make_sample_video import render_frames
+from tools.targets import TARGETS, get_target
 from tools.tritonserver import REPO_ROOT, TritonServer
 
 
@@ -95,29 +100,35 @@ def bench_served(url: str, frames: list[np.ndarray], modes: list[tuple[str, int]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", default="auto", choices=["auto", *TARGETS])
     parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--reference-frames", type=int, default=20, help="frames the in-process reference times")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--depths", default="1,2,4", help="system shm depths to stream at")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "cpu")
     args = parser.parse_args(argv)
+    target = get_target(resolve_target(args.target))
 
-    onnx_path, classes_path = random_weights_export("nano", REPO_ROOT / "build" / "engines" / "random")
-    classes = ClassTable.load(classes_path)
+    exported = random_weights_export("nano", REPO_ROOT / "build" / "engines" / "random")
+    settings = PostprocessSettings(100, RANDOM_WEIGHTS_THRESHOLD, ClassTable.load(exported.classes))
     frames = list(render_frames(args.frames, args.width, args.height))
 
-    rows = bench_in_process(ReferencePipeline(onnx_path, classes, 100, RANDOM_WEIGHTS_THRESHOLD), frames)
-    settings = RepositorySettings(EngineShape.from_onnx(onnx_path), score_threshold=RANDOM_WEIGHTS_THRESHOLD)
-    repository = build_repository(onnx_path, classes, settings, REPO_ROOT / "build" / "bench_repository")
+    rows = bench_in_process(ReferencePipeline(exported.onnx, settings), frames[: args.reference_frames])
+    spec = spec_from_files(target.name, None, exported.onnx, RANDOM_WEIGHTS_THRESHOLD, weights=exported.weights)
+    repository = build_repository(spec, REPO_ROOT / "build" / "bench_repository")
     args.out.mkdir(parents=True, exist_ok=True)
-    modes = [("grpc", 1), ("system_shm", 1), ("system_shm", 2), ("system_shm", 4)]
-    with TritonServer(repository, REPO_ROOT / "build" / "bench_tritonserver.log") as server:
+    modes = [("grpc", 1)] + [("system_shm", int(d)) for d in args.depths.split(",")]
+    log = REPO_ROOT / "build" / "bench_tritonserver.log"
+    with TritonServer(repository, log, extra_args=target.server_args()) as server:
         served, stage_tables = bench_served(server.grpc_url, frames, modes)
-    rows += served
+    rows += [Row(f"{target.name} target, {spec.engine} engine: {r.name}", r.ms_per_frame, r.frames_per_s, r.note) for r in served]
 
     engine_ms = rows[0].ms_per_frame
     reference_ms = rows[3].ms_per_frame
     lines = [
-        f"# Pipeline benchmark: RF-DETR-Seg-Nano (random weights), {args.frames} frames {args.width}x{args.height}",
+        f"# Pipeline benchmark: RF-DETR-Seg-Nano (random weights), {args.frames} frames {args.width}x{args.height}, "
+        f"target {target.name}",
         "",
         f"Device: {device_description()}",
         f"Command: python -m benchmarks.bench_pipeline {' '.join(argv if argv is not None else sys.argv[1:])}",

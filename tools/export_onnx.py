@@ -20,7 +20,7 @@ from pathlib import Path
 
 from backends.classes import ClassTable
 from backends.contract import MODEL_SIZES
-from tools.torchvision_cpu import ensure_torchvision_importable
+from backends.engine_torch import model_class
 
 logger = logging.getLogger("export_onnx")
 # Random weights never score 0.5; this threshold keeps a few detections per frame, so masks, RLE
@@ -34,22 +34,6 @@ RANDOM_WEIGHTS_NOTICE = """
 *  Pass --checkpoint /path/to/rf-detr-seg-{size}.pth for real results.             *
 ************************************************************************************
 """
-
-
-def model_class(size: str):
-    """rfdetr's RFDETRSeg* class for a MODEL_SIZES key."""
-    ensure_torchvision_importable()
-    import rfdetr
-
-    names = {
-        "nano": "RFDETRSegNano",
-        "small": "RFDETRSegSmall",
-        "medium": "RFDETRSegMedium",
-        "large": "RFDETRSegLarge",
-        "xlarge": "RFDETRSegXLarge",
-        "2xlarge": "RFDETRSeg2XLarge",
-    }
-    return getattr(rfdetr, names[size])
 
 
 @dataclass(frozen=True)

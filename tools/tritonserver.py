@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,19 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _own_libpython_dir() -> list[str]:
+    """The folder of this interpreter's shared libpython, if it has one.
+
+    The stub embeds whichever libpython3.X.so.1.0 the loader finds first: the system's may be
+    an older patch release than the environment's Python, whose extension modules then fail
+    (seen: pyenv 3.11.7's _ssl needs _PyModule_Add, which Debian's 3.11.2 lacks, so importing
+    rfdetr in the stub failed)."""
+    libdir, soname = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+    if libdir and soname and (Path(libdir) / soname).exists():
+        return [libdir]
+    return []
 
 
 class ServerStartError(RuntimeError):
@@ -66,8 +80,8 @@ class TritonServer:
         if not binary.exists():
             raise ServerStartError(f"{binary} not found: run scripts/fetch_tritonserver.sh first")
         env = dict(os.environ)
-        lib = str(self.triton_home / "lib")
-        env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+        libs = [str(self.triton_home / "lib"), *_own_libpython_dir()]
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(libs + ([env["LD_LIBRARY_PATH"]] if env.get("LD_LIBRARY_PATH") else []))
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
