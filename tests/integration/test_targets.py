@@ -21,6 +21,7 @@ from tests.integration.compare import Comparison, compare
 from tests.integration.test_server import SystemShmRegion, image_input
 from tests.repositories import build_test_repository
 from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD
+from tools.targets import TARGETS
 from tools.tritonserver import TritonServer
 
 pytestmark = pytest.mark.integration
@@ -75,7 +76,7 @@ def test_torch_engine_serves_what_the_onnx_engine_serves(nano_export, tmp_path, 
 def test_gpu_target_serves_what_the_cpu_target_serves(nano_export, tmp_path, cpu_results):
     repository = build_test_repository(nano_export, tmp_path / "models", target="gpu")
     log = tmp_path / "tritonserver.log"
-    with TritonServer(repository, log) as server:
+    with TritonServer(repository, log, extra_args=TARGETS["gpu"].server_args()) as server:
         over_grpc = serve_all(server.grpc_url)
         over_shm = serve_all(server.grpc_url, shm=True)
     for served in (over_grpc, over_shm):
