@@ -81,4 +81,8 @@ def test_gpu_ops_equal_the_cpu_ops(height, width):
     cpu = preprocess_batch([torch.from_numpy(image)], 312, torch.device("cpu"))
     gpu = preprocess_batch([torch.from_numpy(image)], 312, torch.device("cuda"))
     assert gpu.device.type == "cuda"
-    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-6)
+    # CUDA's bilinear kernel fuses multiply-adds, the CPU's does not: a few ULPs apart after the
+    # division by std (seen on an H200: 1 of 292,032 elements off by 1.19e-6 at 1080p).
+    difference = (gpu.cpu() - cpu).abs()
+    assert difference.max() <= 2e-6, difference.max()
+    assert (difference > 1e-6).sum() <= 10, int((difference > 1e-6).sum())
