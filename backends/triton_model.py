@@ -55,6 +55,15 @@ def stage_devices(args: dict) -> StageDevices:
     return StageDevices(gpu, gpu if gpu_tensors else torch.device("cpu"))
 
 
+def stage_impl(args: dict, impls: Mapping[str, Callable], devices: StageDevices) -> Callable:
+    """The implementation the config's `impl` parameter names, logged once at load."""
+    impl = model_parameter(args, "impl")
+    if impl not in impls:
+        raise ValueError(f"config.pbtxt of {args['model_name']}: unknown impl {impl!r}; choose one of {list(impls)}")
+    log_info(f"{args['model_name']}: impl {impl}, computes on {devices.compute}, outputs on {devices.outputs}")
+    return impls[impl]
+
+
 def log_info(message: str) -> None:
     """A line in tritonserver's log."""
     import triton_python_backend_utils as pb_utils

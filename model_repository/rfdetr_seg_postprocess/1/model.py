@@ -6,7 +6,7 @@ from backends import contract as c
 from backends.classes import ClassTable
 from backends.postprocess import POSTPROCESS_IMPLS, PostprocessSettings
 from backends.results import encode_result
-from backends.triton_model import input_tensor, log_info, model_parameter, serve_batch, stage_devices
+from backends.triton_model import input_tensor, model_parameter, serve_batch, stage_devices, stage_impl
 
 INPUTS = (c.DETS, c.LABELS, c.MASKS, c.IMAGE_SIZE)
 
@@ -20,11 +20,7 @@ class TritonPythonModel:
             classes=ClassTable.load(os.path.join(model_dir, c.CLASSES_FILE)),
         )
         self.devices = stage_devices(args)
-        impl = model_parameter(args, "impl")
-        if impl not in POSTPROCESS_IMPLS:
-            raise ValueError(f"unknown postprocess impl {impl!r}; choose one of {list(POSTPROCESS_IMPLS)}")
-        self.postprocess = POSTPROCESS_IMPLS[impl]
-        log_info(f"{args['model_name']}: impl {impl}, computes on {self.devices.compute}")
+        self.postprocess = stage_impl(args, POSTPROCESS_IMPLS, self.devices)
 
     def _read(self, request):
         return {name: input_tensor(request, name) for name in INPUTS}

@@ -5,11 +5,11 @@ from backends.errors import InvalidRequestError
 from backends.preprocess import PREPROCESS_IMPLS
 from backends.triton_model import (
     input_tensor,
-    log_info,
     model_parameter,
     serve_batch,
     split_rows,
     stage_devices,
+    stage_impl,
 )
 
 
@@ -17,11 +17,7 @@ class TritonPythonModel:
     def initialize(self, args):
         self.resolution = int(model_parameter(args, "resolution"))
         self.devices = stage_devices(args)
-        impl = model_parameter(args, "impl")
-        if impl not in PREPROCESS_IMPLS:
-            raise ValueError(f"unknown preprocess impl {impl!r}; choose one of {list(PREPROCESS_IMPLS)}")
-        self.preprocess = PREPROCESS_IMPLS[impl]
-        log_info(f"{args['model_name']}: impl {impl}, computes on {self.devices.compute}, outputs on {self.devices.outputs}")
+        self.preprocess = stage_impl(args, PREPROCESS_IMPLS, self.devices)
 
     def _read(self, request):
         image = input_tensor(request, IMAGE)
