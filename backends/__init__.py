@@ -1,6 +1,8 @@
 """The code the ensemble's python-backend models run, importable and tested outside Triton.
 
-contract (names, shapes, sizes) · preprocess · engine_onnx · postprocess (rfdetr's PostProcess,
-then RLE and polygons) · rle · polygons · packing (variable-length outputs) · classes (ids ->
-names) · pipeline (all stages in one process) · triton_model (what every model.py shares).
+contract (names, dtypes, dims, sizes) · frames (what a frame must be) · results (the frame
+result and its wire format, numpy only) · preprocess · postprocess (rfdetr's PostProcess, then
+RLE and polygons; torch ops on any device) · engine_onnx · engine_torch · rle · polygons ·
+packing · classes (ids -> names) · pipeline (all stages in one process) · triton_model (what
+every model.py shares) · errors · torchvision_cpu (rfdetr importable on a CPU-only torch).
 """

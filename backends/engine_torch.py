@@ -16,7 +16,7 @@ import torch
 
 from backends.contract import DETS, LABELS, MASKS, MODEL_SIZES
 # rfdetr imports torchvision, whose compiled ops a CPU-only torch lacks: the shim defines them.
-from tools.torchvision_cpu import ensure_torchvision_importable
+from backends.torchvision_cpu import ensure_torchvision_importable
 
 logger = logging.getLogger(__name__)
 

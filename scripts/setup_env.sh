@@ -17,7 +17,7 @@ echo "setup_env: installing into .venv (log: $log)"
 pip install "torch==2.13.0"
 pip install -e ".[export,test]"
 .venv/bin/python -c "import torch, onnxruntime, tritonclient.grpc
-from tools.torchvision_cpu import ensure_torchvision_importable; ensure_torchvision_importable()
+from backends.torchvision_cpu import ensure_torchvision_importable; ensure_torchvision_importable()
 import rfdetr" \
   || { echo "setup_env: the environment is incomplete (see $log)" >&2; exit 1; }
 scripts/fetch_tritonserver.sh .triton .venv/bin/python

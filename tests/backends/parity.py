@@ -11,7 +11,7 @@ import torch
 from backends.classes import ClassTable
 from backends.results import SegmentationResult
 from backends.rle import decode_mask
-from tools.torchvision_cpu import ensure_torchvision_importable
+from backends.torchvision_cpu import ensure_torchvision_importable
 
 ensure_torchvision_importable()
 from rfdetr.models.postprocess import PostProcess  # noqa: E402

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from backends.classes import ClassTable
-from tools.torchvision_cpu import ensure_torchvision_importable
+from backends.torchvision_cpu import ensure_torchvision_importable
 
 ensure_torchvision_importable()
 from rfdetr.assets.coco_classes import COCO_CLASS_NAMES, COCO_CLASSES  # noqa: E402

@@ -9,7 +9,7 @@ import torch
 
 from backends.engine_onnx import OnnxEngine
 from backends.engine_torch import TorchEngine
-from tools.torchvision_cpu import ensure_torchvision_importable
+from backends.torchvision_cpu import ensure_torchvision_importable
 
 CPU = torch.device("cpu")
 

@@ -11,7 +11,7 @@ import torch
 from backends.contract import MEANS, STDS
 from backends.frames import InvalidImageError
 from backends.preprocess import preprocess_batch, preprocess_frame
-from tools.torchvision_cpu import ensure_torchvision_importable
+from backends.torchvision_cpu import ensure_torchvision_importable
 
 ensure_torchvision_importable()
 import torchvision.transforms.functional as TF  # noqa: E402, N812

@@ -140,7 +140,7 @@ def test_ensemble_run_against_the_real_server(triton_server, tmp_path):
             "--concurrency", "1",
             "--measurement-interval", "1500",
             "--max-trials", "3",
-            "--stability-percentage", "100",
+            "--stability-percentage", "1000",
         ]
     )
     assert code == 0, (out / "summary.md").read_text()
@@ -166,7 +166,7 @@ def test_engine_run_against_the_real_server(triton_server, tmp_path):
             "--concurrency", "1",
             "--measurement-interval", "1500",
             "--max-trials", "3",
-            "--stability-percentage", "100",
+            "--stability-percentage", "1000",
         ]
     )
     assert code == 0, (out / "summary.md").read_text()

@@ -2,8 +2,9 @@
 
 - CPU (runs in CI): the eager torch engine (rfdetr's own model, the export's weights) served
   beside the ONNX Runtime engine.
-- GPU (skipped without CUDA): the `gpu` target, every stage on the GPU, over plain gRPC and
-  system shared memory, against the cpu target; tensors between stages arrive as GPU tensors.
+- GPU (skipped without CUDA): the `gpu` target, every stage on the GPU, and the `jetson` layout,
+  over plain gRPC and system shared memory, against the cpu target; between the gpu target's
+  stages tensors arrive as GPU tensors.
 """
 
 from __future__ import annotations
@@ -72,20 +73,23 @@ def test_torch_engine_serves_what_the_onnx_engine_serves(nano_export, tmp_path, 
     assert report.min_mask_iou >= 0.99, report
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="the gpu target needs a CUDA device")
-def test_gpu_target_serves_what_the_cpu_target_serves(nano_export, tmp_path, cpu_results):
-    repository = build_test_repository(nano_export, tmp_path / "models", target="gpu")
+# Jetson's layout (python stages KIND_CPU with CPU tensors at the boundary, GPU work inside) runs
+# on any CUDA host: checked here with the torch engine, since no TensorRT is installable.
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the gpu and jetson targets need a CUDA device")
+@pytest.mark.parametrize("target, boundary", [("gpu", "cuda"), ("jetson", "cpu")])
+def test_gpu_targets_serve_what_the_cpu_target_serves(nano_export, tmp_path, cpu_results, target, boundary):
+    repository = build_test_repository(nano_export, tmp_path / "models", target=target, engine="torch")
     log = tmp_path / "tritonserver.log"
-    with TritonServer(repository, log, extra_args=TARGETS["gpu"].server_args()) as server:
+    with TritonServer(repository, log, extra_args=TARGETS[target].server_args()) as server:
         over_grpc = serve_all(server.grpc_url)
         over_shm = serve_all(server.grpc_url, shm=True)
     for served in (over_grpc, over_shm):
         report = compare_all(cpu_results, served, box_tol_px=1e-2)
-        print(report)
+        print(target, report)
         assert report.matched > 0 and not report.unexplained, report
         assert report.min_mask_iou >= 0.999, report
     text = log.read_text(errors="replace")
-    # Between stages tensors stay on the GPU: the engine's and the postprocess's inputs arrive there.
+    # The gpu target keeps tensors on the GPU between stages; jetson's cross on the CPU.
     for name in (c.ENGINE_INPUT, c.DETS, c.LABELS, c.MASKS):
-        assert re.search(rf"input '{name}' arrives on cuda", text), f"{name} did not arrive on the GPU"
+        assert re.search(rf"input '{name}' arrives on {boundary}", text), f"{name} did not arrive on {boundary}"
     assert "computes on cuda" in text

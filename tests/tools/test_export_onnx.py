@@ -14,7 +14,7 @@ from backends.classes import ClassTable
 from backends.contract import MODEL_SIZES, EngineShape
 from tools.build_repository import engine_shape_from_onnx
 from tools.export_onnx import export, output_paths, random_weights_export
-from tools.torchvision_cpu import ensure_torchvision_importable
+from backends.torchvision_cpu import ensure_torchvision_importable
 
 
 @pytest.fixture(scope="module")
