@@ -82,7 +82,9 @@ if ! command -v trtexec >/dev/null; then
 fi
 
 mkdir -p "$out"
+onnx_given=no
 if [[ -n "$onnx" ]]; then
+  onnx_given=yes
   [[ -f "$onnx" ]] || die "--onnx file not found: $onnx"
   classes="${onnx%.onnx}.classes.json"
   [[ -f "$classes" ]] \
@@ -108,13 +110,24 @@ trtexec_args=(
   --memPoolSize=workspace:4096
   --skipInference
 )
-# FP16 confidence collapse was reported for older rfdetr seg exports (rf-detr #649): if scores
-# look wrong, compare against an fp32 plan.
 [[ "$precision" == fp32 ]] || trtexec_args+=(--fp16)
 rm -f "$plan"  # a plan left from an earlier build must not pass the check below
+# The timing cache makes a rebuild on the same GPU and TensorRT skip kernel timing.
+trtexec_args+=(--timingCacheFile="$out/timing.cache")
 echo "build_engines.sh: trtexec ${trtexec_args[*]}" >&2
-trtexec "${trtexec_args[@]}"
+trtexec "${trtexec_args[@]}" \
+  || die "trtexec could not build the plan (exit $?): see its log above. The GPU must be one this
+  TensorRT supports, with the memory for batch $max_batch (try a smaller --max-batch)"
 [[ -s "$plan" ]] || die "trtexec exited 0 but wrote no plan at $plan"
+
+# FP16 is a known accuracy risk for RF-DETR (rf-detr #176, #649): compare the plan with the ONNX
+# on a few frames before anything serves it.
+# Random weights never score 0.5: check them at the threshold the demo serves them with.
+check_threshold=0.5
+[[ -n "$checkpoint" || "$onnx_given" == yes ]] || check_threshold=0.05
+python -m tools.check_plan --plan "$plan" --onnx "$onnx" --classes "$classes" \
+  --score-threshold "$check_threshold" \
+  || die "the $precision plan changes detections against the ONNX (report above): try --precision fp32"
 
 python -m tools.build_repository --target "$target" --engine tensorrt --plan "$plan" --onnx "$onnx" \
   --classes "$classes" --max-batch-size "$max_batch" --out "$repository"

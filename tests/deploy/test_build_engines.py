@@ -26,15 +26,30 @@ SCRIPT = REPO_ROOT / "build_engines.sh"
 SHELL_TOOLS = ("bash", "sed", "mkdir", "rm")  # what the script runs besides python and trtexec
 FAKE_PLAN_BYTES = b"FAKE TensorRT plan written by tests/deploy/test_build_engines.py"
 FAKE_TRTEXEC = """#!{python}
-# FAKE trtexec for tests/deploy/test_build_engines.py: records argv, writes a dummy plan,
-# builds nothing.
-import json, sys
+# FAKE trtexec for tests/deploy/test_build_engines.py: records each argv; a build writes a dummy
+# plan, a run (--loadEngine) answers with ONNX Runtime's outputs of $FAKE_TRTEXEC_ONNX, plus
+# $FAKE_TRTEXEC_LOGIT_SHIFT on the class logits (a plan that changes detections). Builds nothing.
+import json, os, sys
 from pathlib import Path
 
 args = sys.argv[1:]
-Path(__file__).with_name("fake_trtexec_argv.json").write_text(json.dumps(args))
-engine = next(arg.split("=", 1)[1] for arg in args if arg.startswith("--saveEngine="))
-Path(engine).write_bytes({plan!r})
+with Path(__file__).with_name("fake_trtexec_calls.jsonl").open("a") as calls:
+    calls.write(json.dumps(args) + "\\n")
+options = dict((arg.split("=", 1) + [""])[:2] for arg in args)
+if "--saveEngine" in options:
+    Path(options["--saveEngine"]).write_bytes({plan!r})
+    sys.exit(0)
+import numpy as np
+from backends.engine_onnx import OnnxEngine
+
+name, shape = options["--shapes"].split(":")
+batch = np.fromfile(options["--loadInputs"].split(":", 1)[1], np.float32).reshape([int(d) for d in shape.split("x")])
+outputs = OnnxEngine(os.environ["FAKE_TRTEXEC_ONNX"])(batch)
+outputs["labels"] = outputs["labels"] + float(os.environ.get("FAKE_TRTEXEC_LOGIT_SHIFT", "0"))
+records = [
+    {{"name": k, "dimensions": "x".join(map(str, v.shape)), "values": v.ravel().tolist()}} for k, v in outputs.items()
+]
+Path(options["--exportOutput"]).write_text(json.dumps(records))
 """
 
 
@@ -43,14 +58,14 @@ class FakeTrtexec:
     bin_dir: Path
     path: str  # a PATH with the fake first
 
-    def calls(self) -> list[str] | None:
-        """The argv of the last call, or None when it was never called."""
-        record = self.bin_dir / "fake_trtexec_argv.json"
-        return json.loads(record.read_text()) if record.exists() else None
+    def calls(self) -> list[list[str]] | None:
+        """Every call's argv, in order, or None when it was never called."""
+        record = self.bin_dir / "fake_trtexec_calls.jsonl"
+        return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else None
 
-    def options(self) -> dict[str, str]:
-        """--key=value arguments as {key: value}; bare flags map to ""."""
-        return dict((arg.split("=", 1) + [""])[:2] for arg in self.calls())
+    def options(self, call: int = 0) -> dict[str, str]:
+        """A call's --key=value arguments as {key: value}; bare flags map to ""."""
+        return dict((arg.split("=", 1) + [""])[:2] for arg in self.calls()[call])
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +109,10 @@ def run_script(*args: str, path: str, cwd: Path = REPO_ROOT) -> subprocess.Compl
     ],
 )
 def test_builds_plan_and_tensorrt_repository(
-    nano_export, fake_trtexec, tmp_path, extra_args, precision, opt_batch, max_batch
+    nano_export, fake_trtexec, tmp_path, monkeypatch, extra_args, precision, opt_batch, max_batch
 ):
     onnx_path, classes_path = nano_export.onnx, nano_export.classes
+    monkeypatch.setenv("FAKE_TRTEXEC_ONNX", str(onnx_path))
     out, repository = tmp_path / "engines", tmp_path / "repository"
     result = run_script(
         "--onnx", str(onnx_path), "--out", str(out), "--repository", str(repository), *extra_args,
@@ -114,6 +130,11 @@ def test_builds_plan_and_tensorrt_repository(
     assert options["--optShapes"] == f"input:{opt_batch}x3x{r}x{r}"
     assert options["--maxShapes"] == f"input:{max_batch}x3x{r}x{r}"
     assert ("--fp16" in options) == (precision == "fp16")
+    assert options["--timingCacheFile"] == str(out / "timing.cache")
+    # Then the plan is checked against the ONNX on 4 frames before the repository is written.
+    check = fake_trtexec.options(call=1)
+    assert check["--loadEngine"] == str(plan) and check["--shapes"] == f"input:4x3x{r}x{r}"
+    assert "largest |difference|: dets 0, labels 0, masks 0" in result.stdout
 
     engine_dir = repository / ENGINE
     assert (engine_dir / "1" / "model.plan").read_bytes() == FAKE_PLAN_BYTES
@@ -186,3 +207,17 @@ def test_must_run_from_repository_root(fake_trtexec, tmp_path):
     result = run_script(path=fake_trtexec.path, cwd=tmp_path)
     assert result.returncode != 0
     assert "run me from the repository root" in result.stderr
+
+
+def test_a_plan_that_changes_detections_is_refused(nano_export, fake_trtexec, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_TRTEXEC_ONNX", str(nano_export.onnx))
+    monkeypatch.setenv("FAKE_TRTEXEC_LOGIT_SHIFT", "8")  # every score jumps over the threshold
+    repository = tmp_path / "repository"
+    result = run_script(
+        "--onnx", str(nano_export.onnx), "--out", str(tmp_path / "engines"), "--repository", str(repository),
+        path=fake_trtexec.path,
+    )
+    assert result.returncode != 0
+    assert "the fp16 plan changes detections against the ONNX" in result.stderr
+    assert "unexplained" in result.stdout
+    assert not repository.exists()

@@ -136,6 +136,10 @@ def test_the_target_table_reaches_the_configs(repositories, target, engine, size
     assert [g.kind for g in engine_config.instance_group] == [expected_kind]
     if engine == "tensorrt":
         assert engine_config.platform == "tensorrt_plan" and not engine_config.backend
+        assert engine_config.optimization.cuda.graphs
+        assert [w.batch_size for w in engine_config.model_warmup] == [1]
+        preferred = list(engine_config.dynamic_batching.preferred_batch_size)
+        assert preferred and all(1 <= b <= engine_config.max_batch_size for b in preferred)
     else:
         assert engine_config.backend == "python"
     if engine == "torch":

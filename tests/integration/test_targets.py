@@ -18,7 +18,7 @@ import tritonclient.grpc as grpcclient
 
 from backends import contract as c
 from clients.results import result_from_response
-from tests.integration.compare import Comparison, compare
+from tools.compare_results import Comparison, compare
 from tests.integration.test_server import SystemShmRegion, image_input
 from tests.repositories import build_test_repository
 from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD

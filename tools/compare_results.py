@@ -1,7 +1,7 @@
 """Two servings of the same frame compared detection by detection, every difference counted.
 
 Used where two paths should agree to float noise (the cpu and gpu targets, the ONNX and torch
-engines): detections are matched by class, score and box, not by position, since scores that
+engines, a TensorRT plan and its ONNX in tools.check_plan): detections are matched by class, score and box, not by position, since scores that
 tie to float noise may swap places. A detection one side lacks is explained when its score sits
 within noise of the threshold or of the top-k cut (the lowest selected score); anything else is
 unexplained.
@@ -54,7 +54,8 @@ def compare(
 ) -> Comparison:
     """Matches served detections to expected ones (same class, score within noise, box within
     box_tol_px) and explains the rest."""
-    assert served.image_size == expected.image_size
+    if served.image_size != expected.image_size:
+        raise ValueError(f"frame sizes differ: {expected.image_size} vs {served.image_size}")
     height, width = expected.image_size
     report = Comparison()
     cut = min(expected.scores.min(initial=1.0), served.scores.min(initial=1.0))
