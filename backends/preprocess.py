@@ -3,8 +3,8 @@
 rfdetr's predict() does to_tensor (RGB, /255) -> torchvision resize to RxR, bilinear with
 antialias=False (half-pixel centres, the same resize training's augmentation used, rfdetr
 issue #1203) -> normalize with the ImageNet mean/std. This is that, from BGR uint8 frames,
-in torch ops on whatever device the frames are (the `gpu` target's baseline). The fused
-Triton-lang kernel (roadmap) is checked against this module.
+in torch ops on whatever device the frames are (the GPU baseline). The fused Triton-lang kernel
+(backends.preprocess_kernel, impl "triton") is checked against this module.
 """
 
 from __future__ import annotations
@@ -39,5 +39,14 @@ def preprocess_batch(frames: list[torch.Tensor], resolution: int, device: torch.
     return out
 
 
+def preprocess_batch_kernel(frames: list[torch.Tensor], resolution: int, device: torch.device) -> torch.Tensor:
+    """preprocess_batch by the fused Triton-lang kernel: one launch for the whole batch
+    (backends.preprocess_kernel), the frames uploaded to `device` first where they are not."""
+    # Imported here: triton is needed only where this impl is served.
+    from backends.preprocess_kernel import preprocess_frames
+
+    return preprocess_frames([frame.to(device, non_blocking=True) for frame in frames], resolution)
+
+
 # The preprocess model's `impl` parameter picks one of these.
-PREPROCESS_IMPLS = {"reference": preprocess_batch}
+PREPROCESS_IMPLS = {"reference": preprocess_batch, "triton": preprocess_batch_kernel}

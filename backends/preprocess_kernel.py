@@ -20,10 +20,11 @@ Two resize modes, each with its reference:
   F.resize(pil_image, antialias=True)), then to_tensor and normalize; reference
   `backends.preprocess_pil.preprocess_frame_pil`. A byte-exact port of Pillow's Resample.c:
   int32 weights with PRECISION_BITS=22 computed on the host in double precision as
-  precompute_coeffs + normalize_coeffs_8bpc do (cached per (source size, R) on the device), a
-  horizontal pass rounded and clamped to uint8, then the vertical pass over those bytes. Each
-  program computes the horizontal pass once per source row its output rows need and adds that
-  row into every output row's vertical sum (zero weight outside a row's window).
+  precompute_coeffs + normalize_coeffs_8bpc do (cached per (source size, R) on the device), and
+  two separable passes with the intermediate rounded and clamped to uint8 as Pillow's
+  intermediate image is: horizontal first, or vertical first where Pillow >= 13 does (see
+  _pillow_vertical_first). Per second-pass tap, each program gathers the first pass's taps of
+  all its outputs at once (see _pil_tile).
 
 Under TRITON_INTERPRET=1 (set before triton is imported) the same kernels run on CPU tensors.
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.metadata
 import math
 import os
 
@@ -47,31 +49,48 @@ MODES = ("bilinear", "pil")
 OUT_DTYPES = (torch.float32, torch.float16)
 
 # Per-frame table row, int64: where the frame is, its size and element strides; in pil mode
-# also its rows' and columns' coefficient tables (device pointers, from _pil_axis_table) and tap
-# counts, 0 in bilinear mode.
+# also its rows' and columns' coefficient tables (device pointers, from _pil_axis_table), their
+# tap counts and the pass order (_pillow_vertical_first); 0 in bilinear mode.
 _HEADER = (
     "data_ptr", "height", "width", "stride_h", "stride_w", "stride_c",
-    "rows_table", "rows_taps", "cols_table", "cols_taps",
+    "rows_table", "rows_taps", "cols_table", "cols_taps", "vertical_first",
 )  # fmt: skip
 _ROW = tl.constexpr(len(_HEADER))
 _PRECISION_BITS = tl.constexpr(22)  # Pillow's fixed-point weights: 1.0 == 1 << 22
 _HALF = tl.constexpr(1 << 21)  # Pillow starts every sum at one half: rounds to nearest
 
+
+def _pillow_major() -> int:
+    try:
+        return int(importlib.metadata.version("pillow").split(".")[0])
+    except importlib.metadata.PackageNotFoundError:
+        return 13
+
+
+_PILLOW_VERTICAL_FIRST = _pillow_major() >= 13  # see _pillow_vertical_first
+
 # The interpreter runs kernels on CPU tensors; it reads TRITON_INTERPRET when @triton.jit runs.
 _INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
-# (BLOCK_H, BLOCK_W, num_warps) per mode. The GPU wants many small programs; the interpreter
-# pays milliseconds per program instance, so it takes few large tiles.
-_GPU_TILES = {"bilinear": (8, 64, 4), "pil": (16, 32, 1)}
-_INTERPRETER_TILES = {"bilinear": (128, 128, 4), "pil": (128, 128, 1)}
+# (BLOCK_H, BLOCK_W, num_warps) per mode. The GPU's: the fastest in a sweep of device time
+# on an H200 (benchmarks/results/h200/preprocess.md). The interpreter pays milliseconds per
+# program instance, so it takes few large tiles.
+_GPU_TILES = {"bilinear": (4, 64, 4), "pil": (2, 32, 2)}
+_INTERPRETER_TILES = {"bilinear": (128, 128, 4), "pil": (128, 128, 4)}
 
 
 @triton.jit
 def _frame(frames_ptr, frame):
-    """A frame's table row: its pixels as *uint8, height, width and element strides."""
+    """A frame's table row: its pixels as *uint8; height, width and element strides as int32
+    (the launcher checks that every offset into the frame fits)."""
     row = frames_ptr + frame * _ROW
     src = tl.load(row).to(tl.pointer_type(tl.uint8))
-    return src, tl.load(row + 1), tl.load(row + 2), tl.load(row + 3), tl.load(row + 4), tl.load(row + 5)
+    height = tl.load(row + 1).to(tl.int32)
+    width = tl.load(row + 2).to(tl.int32)
+    stride_h = tl.load(row + 3).to(tl.int32)
+    stride_w = tl.load(row + 4).to(tl.int32)
+    stride_c = tl.load(row + 5).to(tl.int32)
+    return src, height, width, stride_h, stride_w, stride_c
 
 
 @triton.jit
@@ -123,10 +142,10 @@ def _bilinear_kernel(
     # loads need no mask, not even past R in the last tiles.
     y0, y1, hl0, hl1 = _torch_source_index(oy, height, R)
     x0, x1, wl0, wl1 = _torch_source_index(ox, width, R)
-    row0 = src + (y0.to(tl.int64) * stride_h)[:, None]
-    row1 = src + (y1.to(tl.int64) * stride_h)[:, None]
-    col0 = (x0.to(tl.int64) * stride_w)[None, :]
-    col1 = (x1.to(tl.int64) * stride_w)[None, :]
+    row0 = src + (y0 * stride_h)[:, None]
+    row1 = src + (y1 * stride_h)[:, None]
+    col0 = (x0 * stride_w)[None, :]
+    col1 = (x1 * stride_w)[None, :]
     hl0 = hl0[:, None]
     hl1 = hl1[:, None]
     wl0 = wl0[None, :]
@@ -140,20 +159,93 @@ def _bilinear_kernel(
     out = out_ptr + frame.to(tl.int64) * 3 * plane
     offsets = oy[:, None] * R + ox[None, :]
     mask = (oy < R)[:, None] & (ox < R)[None, :]
-    # Output channel c (RGB) is source channel 2 - c (BGR).
-    b, g, r = stride_c * 0, stride_c, stride_c * 2
+    # RGB planes from the BGR frame: red is source channel 2, blue channel 0.
+    r = 2 * stride_c
     red = _bilinear_channel(p00 + r, p01 + r, p10 + r, p11 + r, wl0, wl1, hl0, hl1)
     _store_normalized(out, offsets, mask, red, mean_r, std_r)
+    g = stride_c
     green = _bilinear_channel(p00 + g, p01 + g, p10 + g, p11 + g, wl0, wl1, hl0, hl1)
     _store_normalized(out + plane, offsets, mask, green, mean_g, std_g)
-    blue = _bilinear_channel(p00 + b, p01 + b, p10 + b, p11 + b, wl0, wl1, hl0, hl1)
+    blue = _bilinear_channel(p00, p01, p10, p11, wl0, wl1, hl0, hl1)
     _store_normalized(out + 2 * plane, offsets, mask, blue, mean_b, std_b)
 
 
 @triton.jit
 def _clip8(acc):
-    """Pillow's clip8: a fixed-point sum (rounding half already added) -> 0..255."""
+    """Pillow's clip8: a fixed-point sum (its rounding half included) -> 0..255."""
     return tl.minimum(tl.maximum(acc >> _PRECISION_BITS, 0), 255)
+
+
+@triton.jit
+def _first_pass(pixels, mask, weights):
+    """[M, N1, TAPS] uint8 pixels x [1, N1, TAPS] weights, summed over taps -> [M, N1] uint8."""
+    values = tl.load(pixels, mask=mask, other=0).to(tl.int32)
+    return _clip8(_HALF + tl.sum(values * weights, axis=2))
+
+
+@triton.jit
+def _pil_tile(
+    src,  # *uint8: the frame
+    first_stride,  # elements between source neighbours along the first pass's axis
+    loop_stride,  # elements between source neighbours along the second pass's axis
+    stride_c,  # elements between channels
+    first_table,  # *int32: the first axis's table (_pil_axis_table)
+    first_taps,  # its weights per output index
+    o1,  # [N1] output indices along the first axis
+    second_table,  # *int32: the second axis's table
+    second_taps,
+    o2,  # [N2] output indices along the second axis
+    out,  # *fp32 or *fp16: the frame's (3, R, R) output
+    out_stride1,  # output elements between neighbours along the first axis (1 or R)
+    out_stride2,  # ... along the second axis
+    R,
+    mean_r, mean_g, mean_b,
+    std_r, std_g, std_b,
+    N1: tl.constexpr,
+    N2: tl.constexpr,
+    TAPS: tl.constexpr,  # power of 2 >= first_taps
+):
+    """Pillow's two passes for one tile, then to_tensor's /255 and normalize, stored.
+
+    For each second-pass tap j, output (o2, o1) needs the first pass over window o1 of the
+    source line s_first[o2] + j: one [N2, N1, TAPS] gather per channel, all taps at once,
+    rounded to uint8 as Pillow's intermediate image is, then weighted into the output's sum.
+    A line shared by neighbouring outputs is recomputed for each (about twice); in exchange
+    every value stays in its thread's layout. Integer sums: Pillow's to the bit."""
+    valid1 = o1 < R
+    valid2 = o2 < R
+    taps = tl.arange(0, TAPS)
+    f_first = tl.load(first_table + o1, mask=valid1, other=0)
+    f_count = tl.load(first_table + R + o1, mask=valid1, other=0)
+    in_window = valid1[:, None] & (taps[None, :] < f_count[:, None])  # [N1, TAPS]
+    f_weights = first_table + 2 * R + (o1 * first_taps)[:, None] + taps[None, :]
+    f_weights = tl.load(f_weights, mask=in_window, other=0)[None, :, :]
+    f_offsets = (f_first[:, None] + taps[None, :]) * first_stride
+    s_first = tl.load(second_table + o2, mask=valid2, other=0)
+    s_count = tl.load(second_table + R + o2, mask=valid2, other=0)
+    s_weights = second_table + 2 * R + o2 * second_taps
+
+    acc_b = tl.zeros((N2, N1), tl.int32)
+    acc_g = tl.zeros((N2, N1), tl.int32)
+    acc_r = tl.zeros((N2, N1), tl.int32)
+    for j in range(0, second_taps):
+        tap = valid2 & (j < s_count)
+        w2 = tl.load(s_weights + j, mask=tap, other=0)[:, None]
+        p = src + (((s_first + j) * loop_stride)[:, None, None] + f_offsets[None, :, :])
+        m = tap[:, None, None] & in_window[None, :, :]
+        acc_b += w2 * _first_pass(p, m, f_weights)
+        acc_g += w2 * _first_pass(p + stride_c, m, f_weights)
+        acc_r += w2 * _first_pass(p + 2 * stride_c, m, f_weights)
+
+    offsets = o2[:, None] * out_stride2 + o1[None, :] * out_stride1
+    mask = valid2[:, None] & valid1[None, :]
+    plane = R * R  # RGB planes from the BGR frame
+    red = tl.div_rn(_clip8(_HALF + acc_r).to(tl.float32), 255.0)
+    _store_normalized(out, offsets, mask, red, mean_r, std_r)
+    green = tl.div_rn(_clip8(_HALF + acc_g).to(tl.float32), 255.0)
+    _store_normalized(out + plane, offsets, mask, green, mean_g, std_g)
+    blue = tl.div_rn(_clip8(_HALF + acc_b).to(tl.float32), 255.0)
+    _store_normalized(out + 2 * plane, offsets, mask, blue, mean_b, std_b)
 
 
 @triton.jit
@@ -165,66 +257,41 @@ def _pil_kernel(
     std_r, std_g, std_b,  # ImageNet stds, RGB (fp32)
     BLOCK_H: tl.constexpr,  # output rows per program
     BLOCK_W: tl.constexpr,  # output columns per program
+    TAPS: tl.constexpr,  # power of 2 >= every frame's first-pass taps
 ):
     frame = tl.program_id(0)
     src, height, width, stride_h, stride_w, stride_c = _frame(frames_ptr, frame)
     row = frames_ptr + frame * _ROW
-    # Axis tables (int32): first source index [R], tap count [R], weights [R, taps].
     rows_table = tl.load(row + 6).to(tl.pointer_type(tl.int32))
     rows_taps = tl.load(row + 7).to(tl.int32)
     cols_table = tl.load(row + 8).to(tl.pointer_type(tl.int32))
     cols_taps = tl.load(row + 9).to(tl.int32)
-
     oy = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     ox = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)
-    in_y = oy < R
-    in_x = ox < R
-    y_first = tl.load(rows_table + oy, mask=in_y, other=0)
-    y_count = tl.load(rows_table + R + oy, mask=in_y, other=0)
-    x_first = tl.load(cols_table + ox, mask=in_x, other=0)
-    x_count = tl.load(cols_table + R + ox, mask=in_x, other=0)
-    x_weights = cols_table + 2 * R + ox * cols_taps
-    y_weights = rows_table + 2 * R + oy * rows_taps
-    cols = src + x_first.to(tl.int64) * stride_w
+    out = out_ptr + frame.to(tl.int64) * 3 * R * R
+    if tl.load(row + 10):  # vertical pass first
+        _pil_tile(
+            src, stride_h, stride_w, stride_c, rows_table, rows_taps, oy, cols_table, cols_taps, ox,
+            out, R, 1, R, mean_r, mean_g, mean_b, std_r, std_g, std_b,
+            BLOCK_H, BLOCK_W, TAPS,
+        )  # fmt: skip
+    else:
+        _pil_tile(
+            src, stride_w, stride_h, stride_c, cols_table, cols_taps, ox, rows_table, rows_taps, oy,
+            out, 1, R, R, mean_r, mean_g, mean_b, std_r, std_g, std_b,
+            BLOCK_W, BLOCK_H, TAPS,
+        )  # fmt: skip
 
-    acc_b = tl.full((BLOCK_H, BLOCK_W), _HALF, tl.int32)
-    acc_g = tl.full((BLOCK_H, BLOCK_W), _HALF, tl.int32)
-    acc_r = tl.full((BLOCK_H, BLOCK_W), _HALF, tl.int32)
-    # The source rows this tile's output rows read (windows are monotonic in the output row).
-    first_row = tl.min(tl.where(in_y, y_first, 2147483647))
-    end_row = tl.max(y_first + y_count)
-    for sy in range(first_row, end_row):
-        # Horizontal pass of source row sy for this tile's columns, rounded to uint8 as Pillow's
-        # intermediate image is.
-        h_b = tl.full((BLOCK_W,), _HALF, tl.int32)
-        h_g = tl.full((BLOCK_W,), _HALF, tl.int32)
-        h_r = tl.full((BLOCK_W,), _HALF, tl.int32)
-        pixels = cols + stride_h * sy
-        for k in range(0, cols_taps):
-            tap = in_x & (k < x_count)
-            w = tl.load(x_weights + k, mask=tap, other=0)
-            p = pixels + k * stride_w
-            h_b += tl.load(p, mask=tap, other=0).to(tl.int32) * w
-            h_g += tl.load(p + stride_c, mask=tap, other=0).to(tl.int32) * w
-            h_r += tl.load(p + 2 * stride_c, mask=tap, other=0).to(tl.int32) * w
-        # Vertical pass: row sy's weight in each output row's window, 0 outside it.
-        k_y = sy - y_first
-        w_y = tl.load(y_weights + k_y, mask=in_y & (k_y >= 0) & (k_y < y_count), other=0)[:, None]
-        acc_b += w_y * _clip8(h_b)[None, :]
-        acc_g += w_y * _clip8(h_g)[None, :]
-        acc_r += w_y * _clip8(h_r)[None, :]
 
-    plane = R * R
-    out = out_ptr + frame.to(tl.int64) * 3 * plane
-    offsets = oy[:, None] * R + ox[None, :]
-    mask = in_y[:, None] & in_x[None, :]
-    # to_tensor's x / 255, then normalize; BGR source -> RGB planes.
-    red = tl.div_rn(_clip8(acc_r).to(tl.float32), 255.0)
-    _store_normalized(out, offsets, mask, red, mean_r, std_r)
-    green = tl.div_rn(_clip8(acc_g).to(tl.float32), 255.0)
-    _store_normalized(out + plane, offsets, mask, green, mean_g, std_g)
-    blue = tl.div_rn(_clip8(acc_b).to(tl.float32), 255.0)
-    _store_normalized(out + 2 * plane, offsets, mask, blue, mean_b, std_b)
+def _pillow_vertical_first(height: int, width: int, resolution: int) -> bool:
+    """Whether Pillow runs the vertical pass first for this frame.
+
+    Pillow 13 does when the height shrinks by more than twice as many pixels as the width
+    (ImagingResampleInner: "to make the horizontal pass faster"); earlier versions always start
+    horizontal. The rounding between the passes makes the order visible, so the kernel follows
+    the installed Pillow, and Pillow 13's rule without one."""
+    shrink = height - resolution
+    return _PILLOW_VERTICAL_FIRST and shrink > 0 and shrink > 2 * (width - resolution)
 
 
 def _pil_axis_coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, int]:
@@ -254,7 +321,10 @@ def _pil_axis_coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, int
 
 @functools.lru_cache(maxsize=256)
 def _pil_axis_table(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, int]:
-    """_pil_axis_coefficients on `device`, once per (in_size, out_size, device)."""
+    """_pil_axis_coefficients on `device`, once per (in_size, out_size, device).
+
+    An evicted table is freed while a launch may still read it: safe, since the caching
+    allocator reuses its memory only for work queued after that launch on the same stream."""
     table, taps = _pil_axis_coefficients(in_size, out_size)
     return torch.from_numpy(table).to(device), taps
 
@@ -270,14 +340,21 @@ def _check_frames(frames: list[torch.Tensor]) -> torch.device:
         if device is None:
             device = frame.device
         elif frame.device != device:
-            raise ValueError(f"all frames must be on one device: frame 0 is on {device}, frame {i} on {frame.device}")
+            raise ValueError(
+                f"all frames must be on one device: frame 0 is on {device}, frame {i} on {frame.device}"
+            )
     if device.type != "cuda" and not (_INTERPRETED and device.type == "cpu"):
-        raise ValueError(f"frames must be CUDA tensors (CPU tensors only under TRITON_INTERPRET=1), got {device}")
+        raise ValueError(
+            f"frames must be CUDA tensors (CPU tensors only under TRITON_INTERPRET=1), got {device}"
+        )
     return device
 
 
 def _output(
-    out: torch.Tensor | None, out_dtype: torch.dtype | None, shape: tuple[int, ...], device: torch.device
+    out: torch.Tensor | None,
+    out_dtype: torch.dtype | None,
+    shape: tuple[int, ...],
+    device: torch.device,
 ) -> torch.Tensor:
     if out is None:
         dtype = torch.float32 if out_dtype is None else out_dtype
@@ -332,13 +409,20 @@ def preprocess_frames(
     out = _output(out, out_dtype, (len(frames), 3, resolution, resolution), device)
 
     rows = []
-    for frame in frames:
+    first_taps = 1  # the most first-pass taps over the batch (pil)
+    for i, frame in enumerate(frames):
         height, width = frame.shape[0], frame.shape[1]
-        row = [frame.data_ptr(), height, width, *frame.stride(), 0, 0, 0, 0]
+        last = (height - 1) * frame.stride(0) + (width - 1) * frame.stride(1) + 2 * frame.stride(2)
+        if last >= 2**31:
+            raise ValueError(f"frame {i} spans {last + 1} bytes: the kernel's offsets are int32")
+        row = [frame.data_ptr(), height, width, *frame.stride(), 0, 0, 0, 0, 0]
         if mode == "pil":
             rows_table, rows_taps = _pil_axis_table(height, resolution, device)
             cols_table, cols_taps = _pil_axis_table(width, resolution, device)
-            row[6:] = [rows_table.data_ptr(), rows_taps, cols_table.data_ptr(), cols_taps]
+            vertical_first = _pillow_vertical_first(height, width, resolution)
+            row[6:10] = [rows_table.data_ptr(), rows_taps, cols_table.data_ptr(), cols_taps]
+            row[10] = int(vertical_first)
+            first_taps = max(first_taps, rows_taps if vertical_first else cols_taps)
         rows.append(row)
     on_gpu = device.type == "cuda"
     # Pinned, so the copy is asynchronous; the caching host allocator keeps the buffer until
@@ -346,10 +430,14 @@ def preprocess_frames(
     table = torch.tensor(rows, dtype=torch.int64, pin_memory=on_gpu).to(device, non_blocking=True)
 
     block_h, block_w, num_warps = (_GPU_TILES if on_gpu else _INTERPRETER_TILES)[mode]
-    kernel = _bilinear_kernel if mode == "bilinear" else _pil_kernel
     grid = (len(frames), triton.cdiv(resolution, block_h), triton.cdiv(resolution, block_w))
+    meta = {"BLOCK_H": block_h, "BLOCK_W": block_w, "num_warps": num_warps}
+    if mode == "pil":
+        # All taps of a window in one gather; a power of 2, so a few compiled variants serve
+        # every size. The batch's frames share it: next to a 4K frame (27 taps at R = 312), a
+        # 1080p frame (15) gathers twice what it needs.
+        meta["TAPS"] = triton.next_power_of_2(first_taps)
+    kernel = _bilinear_kernel if mode == "bilinear" else _pil_kernel
     with torch.cuda.device(device) if on_gpu else contextlib.nullcontext():
-        kernel[grid](
-            table, out, resolution, *MEANS, *STDS, BLOCK_H=block_h, BLOCK_W=block_w, num_warps=num_warps
-        )
+        kernel[grid](table, out, resolution, *MEANS, *STDS, **meta)
     return out

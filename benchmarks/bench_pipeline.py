@@ -27,6 +27,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 from backends.classes import ClassTable
+from backends.contract import POSTPROCESS, PREPROCESS
 from backends.pipeline import ReferencePipeline
 from backends.postprocess import PostprocessSettings
 from benchmarks.host import device_description
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--depths", default="1,2,4", help="system shm depths to stream at")
+    parser.add_argument("--baseline", action="store_true", help="also serve the target with the reference stages")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "cpu")
     args = parser.parse_args(argv)
     target = get_target(resolve_target(args.target))
@@ -115,14 +117,27 @@ def main(argv: list[str] | None = None) -> int:
     frames = list(render_frames(args.frames, args.width, args.height))
 
     rows = bench_in_process(ReferencePipeline(exported.onnx, settings), frames[: args.reference_frames])
-    spec = spec_from_files(target.name, None, exported.onnx, RANDOM_WEIGHTS_THRESHOLD, weights=exported.weights)
-    repository = build_repository(spec, REPO_ROOT / "build" / "bench_repository")
     args.out.mkdir(parents=True, exist_ok=True)
     modes = [("grpc", 1)] + [("system_shm", int(d)) for d in args.depths.split(",")]
-    log = REPO_ROOT / "build" / "bench_tritonserver.log"
-    with TritonServer(repository, log, extra_args=target.server_args()) as server:
-        served, stage_tables = bench_served(server.grpc_url, frames, modes)
-    rows += [Row(f"{target.name} target, {spec.engine} engine: {r.name}", r.ms_per_frame, r.frames_per_s, r.note) for r in served]
+    # With --baseline the same target is served first with the reference stages: before/after
+    # of the kernels in one run.
+    variants = [("reference stages", True)] if args.baseline else []
+    variants.append(("target's stages", False))
+    stage_tables = []
+    for label, reference_stages in variants:
+        spec = spec_from_files(
+            target.name, None, exported.onnx, RANDOM_WEIGHTS_THRESHOLD,
+            weights=exported.weights, reference_stages=reference_stages,
+        )  # fmt: skip
+        repository = build_repository(spec, REPO_ROOT / "build" / "bench_repository")
+        impls = f"{spec.values()[PREPROCESS]['IMPL']}/{spec.values()[POSTPROCESS]['IMPL']}"
+        name = f"{target.name} target, {spec.engine} engine, {impls} pre/post"
+        log = REPO_ROOT / "build" / "bench_tritonserver.log"
+        with TritonServer(repository, log, extra_args=target.server_args()) as server:
+            served, tables = bench_served(server.grpc_url, frames, modes)
+        rows += [Row(f"{name}: {r.name}", r.ms_per_frame, r.frames_per_s, r.note) for r in served]
+        stage_tables.append(f"{name} ({label})\n\n{tables}")
+    stage_tables = "\n\n".join(stage_tables)
 
     engine_ms = rows[0].ms_per_frame
     reference_ms = rows[3].ms_per_frame

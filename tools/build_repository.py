@@ -94,6 +94,8 @@ class RepositorySpec:
         postprocess: top-k size, score threshold and class table.
         max_batch_size: overrides the target's, for every stage.
         queue_delay_us: overrides the target's, for every stage (tests use a long one).
+        reference_stages: python stages run the reference torch ops instead of the target's
+            kernels: the baseline kernels are measured against, and a fallback while debugging.
     """
 
     target: Target
@@ -103,6 +105,7 @@ class RepositorySpec:
     postprocess: PostprocessSettings
     max_batch_size: int | None = None
     queue_delay_us: int | None = None
+    reference_stages: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -145,18 +148,19 @@ class RepositorySpec:
     def values(self) -> dict[str, dict[str, str]]:
         """{model name: template substitutions}."""
         t = self.target
+        pre_impl, post_impl = ("reference", "reference") if self.reference_stages else (t.preprocess_impl, t.postprocess_impl)
         engine = self.stage_values(t.engine, t.engine_device(self.engine), t.engine_instance_kind(self.engine))
         max_batch = int(engine["MAX_BATCH_SIZE"])
         engine["PREFERRED_BATCH_SIZES"] = ", ".join(
             str(b) for b in ([b for b in (4, 8, 16, 32) if b <= max_batch] or [max_batch])
         )
         engine["SIZE"] = size_of(self.shape) if self.engine == "torch" else ""
-        postprocess = self.stage_values(t.postprocess, t.device, t.python_instance_kind, t.postprocess_impl)
+        postprocess = self.stage_values(t.postprocess, t.device, t.python_instance_kind, post_impl)
         postprocess["SCORE_THRESHOLD"] = repr(float(self.postprocess.score_threshold))
         postprocess["NUM_SELECT"] = str(self.postprocess.num_select)
         return {
             ENSEMBLE: {},
-            PREPROCESS: self.stage_values(t.preprocess, t.device, t.python_instance_kind, t.preprocess_impl),
+            PREPROCESS: self.stage_values(t.preprocess, t.device, t.python_instance_kind, pre_impl),
             ENGINE: engine,
             POSTPROCESS: postprocess,
         }
@@ -230,6 +234,7 @@ def spec_from_files(
     num_select: int | None = None,
     max_batch_size: int | None = None,
     queue_delay_us: int | None = None,
+    reference_stages: bool = False,
 ) -> RepositorySpec:
     """The spec for an export's files; every value is checked, naming what is wrong."""
     chosen = get_target(target)
@@ -248,7 +253,9 @@ def spec_from_files(
         score_threshold=score_threshold,
         classes=load_classes(classes or beside(onnx, ".classes.json")),
     )
-    return RepositorySpec(chosen, engine, engine_files[engine], shape, settings, max_batch_size, queue_delay_us)
+    return RepositorySpec(
+        chosen, engine, engine_files[engine], shape, settings, max_batch_size, queue_delay_us, reference_stages
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-select", type=int, help="top-k size (default: the engine's query count)")
     parser.add_argument("--max-batch-size", type=int, help="every stage's (default: the target's)")
     parser.add_argument("--queue-delay-us", type=int, help="every stage's (default: the target's)")
+    parser.add_argument(
+        "--reference-stages", action="store_true", help="python stages run the reference torch ops, not kernels"
+    )
     parser.add_argument("--out", type=Path, default=Path("build/model_repository"))
     args = parser.parse_args(argv)
     try:
@@ -277,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             num_select=args.num_select,
             max_batch_size=args.max_batch_size,
             queue_delay_us=args.queue_delay_us,
+            reference_stages=args.reference_stages,
         )
     except (ValueError, OSError) as error:
         parser.error(str(error))

@@ -34,8 +34,8 @@ class Target:
     device: str  # where python stages compute: "cpu" or "cuda"
     gpu_tensors: bool  # python models take and give GPU tensors
     engines: tuple[str, ...]  # the first is the default
-    # The backends implementation each python stage runs (its `impl` parameter): the reference
-    # torch ops everywhere until the Triton-lang kernels land.
+    # The backends implementation each python stage runs (its `impl` parameter): "reference"
+    # (torch ops, any device) or "triton" (the fused Triton-lang kernels, GPU).
     preprocess_impl: str
     postprocess_impl: str
     preprocess: StagePlan
@@ -84,7 +84,7 @@ TARGETS = {
         device="cuda",
         gpu_tensors=True,
         engines=("torch", "tensorrt"),
-        preprocess_impl="reference",
+        preprocess_impl="triton",
         postprocess_impl="reference",
         preprocess=StagePlan(1, 32, 0),
         engine=StagePlan(1, 32, 1000),
@@ -98,7 +98,7 @@ TARGETS = {
         device="cuda",
         gpu_tensors=False,
         engines=("tensorrt", "torch"),
-        preprocess_impl="reference",
+        preprocess_impl="triton",
         postprocess_impl="reference",
         preprocess=StagePlan(1, 8, 0),
         engine=StagePlan(1, 8, 1000),

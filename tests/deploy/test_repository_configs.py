@@ -196,3 +196,14 @@ def test_bad_settings_are_refused_naming_the_value(nano_export, tmp_path, capsys
 def test_a_missing_onnx_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="ONNX file not found: .*nothing.onnx"):
         spec_from_files("cpu", None, tmp_path / "nothing.onnx", 0.5)
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_reference_stages_replace_the_kernels(tmp_path, target):
+    settings = PostprocessSettings(100, 0.5, CLASSES)
+    engine = TARGETS[target].engines[0]
+    spec = RepositorySpec(
+        TARGETS[target], engine, dummy_engine_file(tmp_path, engine), MODEL_SIZES["nano"], settings, reference_stages=True
+    )
+    configs = load_repository(build_repository(spec, tmp_path / "r"))
+    assert parameters(configs[PREPROCESS])["impl"] == parameters(configs[POSTPROCESS])["impl"] == "reference"

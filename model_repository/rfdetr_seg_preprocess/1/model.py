@@ -2,6 +2,7 @@ import torch
 
 from backends.contract import ENGINE_INPUT, IMAGE, IMAGE_SIZE
 from backends.errors import InvalidRequestError
+from backends.frames import check_frame
 from backends.preprocess import PREPROCESS_IMPLS
 from backends.triton_model import (
     input_tensor,
@@ -23,6 +24,8 @@ class TritonPythonModel:
         image = input_tensor(request, IMAGE)
         if len(image) != 1:
             raise InvalidRequestError(f"send one frame per request ([1, H, W, 3]), got {len(image)}")
+        # Checked per request, so a bad frame fails alone, before the batched call.
+        check_frame(image.shape[1:], image.dtype)
         return image[0]
 
     def _run(self, frames):
