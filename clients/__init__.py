@@ -1,7 +1,10 @@
 """Clients of the rfdetr_seg ensemble: frame transports, in-order streaming with requests in
-flight, response decoding, drawing, server statistics, and the video CLI (clients.stream_video)."""
+flight, waiting for (and reconnecting to) the server, response decoding, drawing, server
+statistics, and the video CLI (clients.stream_video: with clients.video, clients.outputs and
+clients.signals)."""
 
 from clients.annotate import annotate, class_colour
+from clients.reconnect import Reconnect, ServerUnavailable, wait_until_ready
 from clients.results import error_record, result_from_response, to_json_record
 from clients.server_stats import StageStats, format_table, read_counters, stats_since
 from clients.stream import FrameOutcome, stream_frames
@@ -17,6 +20,8 @@ __all__ = [
     "TRANSPORT_KINDS",
     "FrameOutcome",
     "PlainGrpcTransport",
+    "Reconnect",
+    "ServerUnavailable",
     "StageStats",
     "SystemShmTransport",
     "Transport",
@@ -30,4 +35,5 @@ __all__ = [
     "stats_since",
     "stream_frames",
     "to_json_record",
+    "wait_until_ready",
 ]

@@ -2,19 +2,24 @@
 
 The counters are cumulative since the server started, so a run's numbers are the difference of
 two readings. Execution count below inference count means the stage batched requests.
+RunStats takes both readings best effort: statistics never stop a run.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from backends import contract
 
 STAGES = (contract.ENSEMBLE, contract.PREPROCESS, contract.ENGINE, contract.POSTPROCESS)
 _DURATIONS = ("queue", "compute_input", "compute_infer", "compute_output")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,13 +67,16 @@ class StageStats:
 
 
 def read_counters(
-    client: grpcclient.InferenceServerClient, models: tuple[str, ...] = STAGES
+    client: grpcclient.InferenceServerClient,
+    models: tuple[str, ...] = STAGES,
+    timeout_s: float = 5.0,
 ) -> dict[str, Counters]:
-    """Each model's cumulative counters now."""
+    """Each model's cumulative counters now; each call waits up to timeout_s (a hung server)."""
     counters = {}
     for model in models:
         total = Counters()
-        for version in client.get_inference_statistics(model).model_stats:
+        response = client.get_inference_statistics(model, client_timeout=timeout_s)
+        for version in response.model_stats:
             stats = version.inference_stats
             total += Counters(
                 version.inference_count,
@@ -100,6 +108,33 @@ def stats_since(
             break
         time.sleep(0.02)
     return [StageStats.from_counters(model, after[model] - before[model]) for model in before]
+
+
+class RunStats:
+    """One run's per-stage statistics, best effort: a reading that fails (the server went away)
+    leaves them out, and `missing` says why; None once they were read."""
+
+    def __init__(self, client: grpcclient.InferenceServerClient):
+        self._client = client
+        self.missing: str | None = None
+        self._before = self._read("before", read_counters, client)
+
+    def since_start(self, served: int, server_outages: int) -> list[StageStats]:
+        """The statistics since this object was made (stats_since); [] when they are missing."""
+        if server_outages:
+            # A restarted server counts from zero: a difference with the old counters means nothing.
+            self.missing = "the server went away during the run: its counters no longer cover it"
+            return []
+        if self._before is None:
+            return []
+        return self._read("after", stats_since, self._client, self._before, served) or []
+
+    def _read(self, when: str, read: Callable[..., T], *args: object) -> T | None:
+        try:
+            return read(*args)
+        except InferenceServerException as error:
+            self.missing = f"they could not be read {when} the run: {error}"
+            return None
 
 
 def format_table(stats: list[StageStats]) -> str:

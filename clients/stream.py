@@ -4,20 +4,27 @@ Frames are submitted with client.async_infer; completions arrive on gRPC threads
 to the caller's thread through a queue, then yielded in frame order. The window of frames not
 yet yielded is at most `depth` wide, which bounds both the requests in flight and the results
 held back waiting for an earlier frame.
+
+Two things end the sending early without losing a frame that was sent: a stop request, and a
+server that went away and did not come back in time. Either way the frames in flight still come
+back (failed or not) and are yielded before the stream ends.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from backends import contract
 from backends.results import SegmentationResult
+from clients.reconnect import ServerUnavailable, server_lost
 from clients.results import result_from_response
 from clients.transports import Transport
 
@@ -44,6 +51,8 @@ def stream_frames(
     depth: int = 2,
     model_name: str = contract.ENSEMBLE,
     timeout_s: float = 60.0,
+    reconnect: Callable[[], bool] | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[FrameOutcome]:
     """Sends every frame and yields one FrameOutcome per frame, in frame order.
 
@@ -54,10 +63,18 @@ def stream_frames(
         depth: requests in flight at most.
         model_name: the model to infer.
         timeout_s: per-request deadline; a request past it comes back as a failed frame.
+        reconnect: called once a frame failed because the server went away (clients.reconnect:
+            returns True when it is back, False when asked to stop); the transport is then
+            registered again and the stream goes on. Frames sent before it came back are
+            not what started the outage and call nothing. None: failed frames just fail.
+        stop: once set, no further frame is read or sent; the stream ends after the frames in
+            flight (each bounded by timeout_s).
 
     Raises:
         ValueError: depth < 1.
         TimeoutError: no completion arrived well past the deadline (the client is stuck).
+        ServerUnavailable, InferenceServerException: the server did not come back (or took
+            the transport's regions back badly); raised after the frames in flight were yielded.
     """
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
@@ -104,9 +121,29 @@ def stream_frames(
                 outcome.error = f"bad response: {decode_error}"
         done[index] = outcome
 
+    gave_up: Exception | None = None  # why the server was given up on
+    resumed_at = 0  # frames from here on were sent after the last reconnection
+
+    def recover(outcome: FrameOutcome) -> None:
+        nonlocal gave_up, resumed_at
+        if outcome.ok or reconnect is None or outcome.index < resumed_at:
+            return
+        if not server_lost(outcome.error):
+            return  # the frame's own failure: the server is fine
+        try:
+            if reconnect():
+                transport.register_again()
+        except (ServerUnavailable, InferenceServerException) as error:
+            gave_up = error
+        # Frames already sent went to the server that left: their failures are this outage's.
+        resumed_at = submitted
+
+    def sending() -> bool:
+        return gave_up is None and not (stop is not None and stop.is_set())
+
     try:
         while True:
-            while not exhausted and submitted < next_index + depth:
+            while not exhausted and sending() and submitted < next_index + depth:
                 frame = next(source, None)
                 if frame is None:
                     exhausted = True
@@ -114,10 +151,14 @@ def stream_frames(
                     submit(submitted, frame)
                     submitted += 1
             if next_index in done:
-                yield done.pop(next_index)
+                outcome = done.pop(next_index)
+                yield outcome
                 next_index += 1
+                recover(outcome)
             elif started:
                 collect()
+            elif gave_up is not None:
+                raise gave_up
             else:
                 return
     finally:

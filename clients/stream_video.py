@@ -1,121 +1,58 @@
 """Streams a video through the RF-DETR-Seg ensemble on Triton and writes what came back.
 
     python -m clients.stream_video --video in.mp4 --url localhost:8001 --transport system_shm \\
-        --depth 2 --out-dir outputs/ [--max-frames N] [--no-video]
+        --depth 2 --out-dir outputs/ [--max-frames N] [--no-video] [--timeout-s S] \\
+        [--reconnect-timeout-s S] [--video-timeout-s S]
 
 Writes <out-dir>/results.jsonl (one line per frame; a failed frame is a line with "error"),
 <out-dir>/annotated.mp4 (masks, outlines, boxes, labels; same fps as the input) and
-<out-dir>/summary.json (frames, failed, seconds, end-to-end fps, per-stage server statistics).
-Exits non-zero when any frame failed. From Python: stream_video(video, url, ...), same outputs,
-the exit code returned.
+<out-dir>/summary.json (frames, failed, seconds, end-to-end fps, per-stage server statistics or
+why they are missing, server outages, exit code, why the run stopped early). An earlier run's
+files are removed first; summary.json is written whenever the output folder is usable, also
+when the run cannot start or stops early. A server that goes away mid-run is waited for (up to
+--reconnect-timeout-s) and the stream goes on; the frames it failed meanwhile are recorded.
+
+Exit codes (summary.json's "exit_code"; "stopped_because" says why a run ended early):
+  0    every frame was served
+  1    the run went through, but some frames failed (each one's error is in results.jsonl)
+  2    could not run, or stopped early: bad option (no summary.json), output folder not
+       writable (no summary.json), video missing or unreadable, server unreachable or not
+       ready past --reconnect-timeout-s, client stuck
+  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: no further frame is sent, the frames in
+       flight are awaited (each up to --timeout-s), shared memory is released
+
+From Python: stream_video(video, url, ...), same outputs, the exit code returned.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
+import math
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tqdm import tqdm
 from tritonclient.utils import InferenceServerException
 
-from backends import contract
-from clients.annotate import annotate
-from clients.results import error_record, to_json_record
-from clients.server_stats import StageStats, format_table, read_counters, stats_since
-from clients.stream import FrameOutcome, stream_frames
+from clients.outputs import SUMMARY, OutputError, Outputs, RunSummary, prepare_out_dir
+from clients.reconnect import Reconnect, ServerUnavailable, wait_until_ready
+from clients.server_stats import RunStats
+from clients.signals import StopOnSignals
+from clients.stream import stream_frames
 from clients.transports import TRANSPORT_KINDS, make_transport
+from clients.video import VideoError, open_video
 
 logger = logging.getLogger("stream_video")
 
-
-class VideoError(RuntimeError):
-    """The input video cannot be read; the message names the file and the problem."""
-
-
-def open_video(path: str) -> tuple[cv2.VideoCapture, float, int]:
-    """(capture, fps, frame count as the container reports it; 0 when unknown)."""
-    capture = cv2.VideoCapture(path)
-    if not capture.isOpened():
-        raise VideoError(f"cannot open video {path}: missing or not a format OpenCV can decode")
-    return capture, capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-
-
-def read_frames(capture: cv2.VideoCapture, max_frames: int | None) -> Iterator[np.ndarray]:
-    """The capture's frames, at most max_frames of them."""
-    for _ in itertools.count() if max_frames is None else range(max_frames):
-        ok, frame = capture.read()
-        if not ok:
-            return
-        yield frame
-
-
-class Outputs:
-    """results.jsonl and annotated.mp4, written frame by frame. A context manager."""
-
-    def __init__(self, out_dir: Path, fps: float, write_video: bool):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.fps = fps
-        self.video_path = out_dir / "annotated.mp4" if write_video else None
-        self._jsonl = (out_dir / "results.jsonl").open("w")
-        self._writer: cv2.VideoWriter | None = None
-
-    def write(self, outcome: FrameOutcome) -> None:
-        timestamp_s = outcome.index / self.fps
-        if outcome.ok:
-            record = to_json_record(outcome.index, outcome.result, timestamp_s)
-        else:
-            record = error_record(outcome.index, outcome.error, timestamp_s)
-        self._jsonl.write(json.dumps(record) + "\n")
-        if self.video_path is not None:
-            # A failed frame goes in undrawn: the video keeps the input's frame count and timing.
-            drawn = annotate(outcome.frame, outcome.result) if outcome.ok else outcome.frame
-            self._video_writer(outcome.frame).write(drawn)
-
-    def _video_writer(self, frame: np.ndarray) -> cv2.VideoWriter:
-        if self._writer is None:
-            height, width = frame.shape[:2]
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-            self._writer = cv2.VideoWriter(str(self.video_path), fourcc, self.fps, (width, height))
-            if not self._writer.isOpened():
-                raise OSError(f"cannot write video {self.video_path} (mp4v)")
-        return self._writer
-
-    def __enter__(self) -> Outputs:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._jsonl.close()
-        if self._writer is not None:
-            self._writer.release()
-
-
-@dataclass
-class RunSummary:
-    """What one run did: the numbers summary.json holds and the CLI prints."""
-
-    video: str
-    transport: str
-    depth: int
-    frames: int
-    failed: int
-    seconds: float
-    fps: float  # end to end: decode, inference, drawing and writing
-    stages: list[StageStats]
-
-    def report(self) -> str:
-        return (
-            f"frames: {self.frames}  failed: {self.failed}  wall: {self.seconds:.2f} s  "
-            f"end-to-end: {self.fps:.2f} frames/s\n{format_table(self.stages)}"
-        )
+EXIT_OK, EXIT_FRAMES_FAILED, EXIT_COULD_NOT_RUN = 0, 1, 2
+TIMEOUT_S, RECONNECT_TIMEOUT_S, VIDEO_TIMEOUT_S = 60.0, 30.0, 10.0
 
 
 @dataclass(frozen=True)
@@ -123,7 +60,8 @@ class StreamOptions:
     """What one run streams, to where, how: stream_video's arguments, checked.
 
     Raises:
-        ValueError: depth or max_frames below 1, or an unknown transport.
+        ValueError: depth or max_frames below 1, a timeout that is no positive number of
+            seconds (reconnect_timeout_s may be 0: check once), or an unknown transport.
     """
 
     video: str  # a file or a stream URL OpenCV opens
@@ -133,6 +71,9 @@ class StreamOptions:
     out_dir: Path
     max_frames: int | None
     write_video: bool
+    timeout_s: float  # per request
+    reconnect_timeout_s: float  # waiting for the server, at the start and after an outage
+    video_timeout_s: float  # opening a stream URL, then each of its frames
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORT_KINDS:
@@ -143,9 +84,18 @@ class StreamOptions:
             raise ValueError(f"depth must be >= 1, got {self.depth}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+        _check_seconds("timeout_s", self.timeout_s)
+        _check_seconds("reconnect_timeout_s", self.reconnect_timeout_s, zero_ok=True)
+        _check_seconds("video_timeout_s", self.video_timeout_s)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def _check_seconds(name: str, seconds: float, zero_ok: bool = False) -> None:
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {seconds}")
+
+
+def parse_args(argv: list[str] | None) -> StreamOptions:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -159,12 +109,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, default=Path("outputs"))
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--no-video", action="store_true", help="skip annotated.mp4")
+    parser.add_argument(
+        "--timeout-s", type=float, default=TIMEOUT_S, help="per-request deadline (seconds)"
+    )
+    parser.add_argument(
+        "--reconnect-timeout-s",
+        type=float,
+        default=RECONNECT_TIMEOUT_S,
+        help="how long to wait for an unreachable or not ready server, at the start and after "
+        "it went away, retrying with growing pauses (0: check once)",
+    )
+    parser.add_argument(
+        "--video-timeout-s",
+        type=float,
+        default=VIDEO_TIMEOUT_S,
+        help="how long a stream URL may take to open and then to deliver each frame",
+    )
     args = parser.parse_args(argv)
-    if args.depth < 1:
-        parser.error(f"--depth must be >= 1, got {args.depth}")
-    if args.max_frames is not None and args.max_frames < 1:
-        parser.error(f"--max-frames must be >= 1, got {args.max_frames}")
-    return args
+    try:
+        return StreamOptions(
+            args.video,
+            args.url,
+            args.transport,
+            args.depth,
+            args.out_dir,
+            args.max_frames,
+            not args.no_video,
+            args.timeout_s,
+            args.reconnect_timeout_s,
+            args.video_timeout_s,
+        )
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def stream_to_outputs(
@@ -173,64 +149,117 @@ def stream_to_outputs(
     options: StreamOptions,
     fps: float,
     total: int | None,
-) -> tuple[int, int]:
-    """Streams the frames and writes every outcome; returns (frames, failed frames)."""
-    processed = failed = 0
+    summary: RunSummary,
+    reconnect: Reconnect,
+) -> None:
+    """Streams the frames and writes every outcome, counted in `summary` as it is written."""
     with (
         Outputs(options.out_dir, fps, options.write_video) as outputs,
         make_transport(options.transport, client, options.depth) as transport,
     ):
-        for outcome in tqdm(
-            stream_frames(client, frames, transport, options.depth), total=total, unit="frame"
-        ):
+        outcomes = stream_frames(
+            client,
+            frames,
+            transport,
+            options.depth,
+            timeout_s=options.timeout_s,
+            reconnect=reconnect,
+            stop=reconnect.stop,  # what ends the wait for the server ends the sending too
+        )
+        for outcome in tqdm(outcomes, total=total, unit="frame"):
             if not outcome.ok:
-                failed += 1
                 logger.error("frame %d failed: %s", outcome.index, outcome.error)
             outputs.write(outcome)
-            processed += 1
-    return processed, failed
+            summary.count(outcome)
 
 
-def run(options: StreamOptions) -> RunSummary:
-    """Streams the video through the server at options.url and writes the outputs.
+def stream(options: StreamOptions, summary: RunSummary, stop: threading.Event) -> None:
+    """Streams the video through the server at options.url and writes the outputs, keeping
+    `summary` up to date. Returns early when `stop` is set.
 
     Raises:
         VideoError: the video cannot be opened, reports no frame rate or has no frames.
-        InferenceServerException: the server is unreachable or the ensemble is not ready.
+        ServerUnavailable: the server was not ready in time, at the start or after it left.
+        InferenceServerException: the server refused the transport's shared memory.
         TimeoutError: the client got stuck waiting for responses.
+        OSError: an output could not be written.
     """
-    capture, fps, frame_count = open_video(options.video)
-    try:
-        if fps <= 0:
-            raise VideoError(f"video {options.video} reports no frame rate")
-        frames = read_frames(capture, options.max_frames)
+    with open_video(options.video, options.video_timeout_s) as video:
+        frames = video.frames(options.max_frames)
         first = next(frames, None)
         if first is None:
             raise VideoError(f"video {options.video} has no frames")
-        known = [n for n in (frame_count, options.max_frames) if n]
+        known = [n for n in (video.frame_count, options.max_frames) if n]
         with grpcclient.InferenceServerClient(options.url) as client:
-            if not client.is_model_ready(contract.ENSEMBLE):
-                raise InferenceServerException(f"model {contract.ENSEMBLE} is not ready")
-            before = read_counters(client)
+            if not wait_until_ready(client, options.reconnect_timeout_s, stop):
+                return
+            stats = RunStats(client)
+            reconnect = Reconnect(client, options.reconnect_timeout_s, stop)
             start = time.perf_counter()
-            total = min(known) if known else None
-            processed, failed = stream_to_outputs(
-                client, itertools.chain([first], frames), options, fps, total
+            try:
+                stream_to_outputs(
+                    client,
+                    itertools.chain([first], frames),
+                    options,
+                    video.fps,
+                    min(known) if known else None,
+                    summary,
+                    reconnect,
+                )
+            finally:
+                summary.took(time.perf_counter() - start)
+                summary.server_outages = reconnect.outages
+                served = summary.frames - summary.failed
+                summary.stages = stats.since_start(served, reconnect.outages)
+                summary.stats_missing = stats.missing
+
+
+def run(options: StreamOptions, stop: threading.Event) -> RunSummary:
+    """stream(), with whatever stops it early recorded in the summary rather than raised."""
+    summary = RunSummary(options.video, options.transport, options.depth)
+    try:
+        stream(options, summary, stop)
+    except (ServerUnavailable, InferenceServerException) as error:
+        summary.stopped_because = f"Triton at {options.url}: {error}"
+    except (VideoError, TimeoutError, OSError) as error:
+        summary.stopped_because = str(error)
+    except Exception as error:  # a bug: the summary is written all the same
+        logger.exception("unexpected error")
+        summary.stopped_because = f"unexpected error: {type(error).__name__}: {error}"
+    return summary
+
+
+def execute(options: StreamOptions) -> int:
+    """What stream_video and the CLI do once the options are checked; returns the exit code."""
+    try:
+        prepare_out_dir(options.out_dir)
+    except OutputError as error:
+        logger.error("%s", error)
+        return EXIT_COULD_NOT_RUN
+    with StopOnSignals() as signals:
+        summary = run(options, signals.event)
+        if signals.received is not None:
+            summary.exit_code = signals.exit_code
+            summary.stopped_because = summary.stopped_because or f"{signals.received.name} received"
+        elif summary.stopped_because is not None:
+            summary.exit_code = EXIT_COULD_NOT_RUN
+            logger.error("%s", summary.stopped_because)
+        else:
+            summary.exit_code = EXIT_FRAMES_FAILED if summary.failed else EXIT_OK
+        try:
+            summary.write(options.out_dir)
+        except OSError as error:
+            logger.error("cannot write the summary: %s", error)
+            return EXIT_COULD_NOT_RUN
+        print(summary.report())
+        if signals.received is not None:
+            logger.warning(
+                "stopped by %s after %d frames; summary in %s",
+                signals.received.name,
+                summary.frames,
+                options.out_dir / SUMMARY,
             )
-            seconds = time.perf_counter() - start
-            stages = stats_since(client, before, served=processed - failed)
-    finally:
-        capture.release()
-    return RunSummary(
-        video=options.video,
-        transport=options.transport,
-        depth=options.depth,
-        frames=processed,
-        failed=failed,
-        seconds=seconds,
-        fps=processed / seconds,
-        stages=stages,
-    )
+    return summary.exit_code
 
 
 def stream_video(
@@ -241,12 +270,16 @@ def stream_video(
     out_dir: Path = Path("outputs"),
     max_frames: int | None = None,
     write_video: bool = True,
+    timeout_s: float = TIMEOUT_S,
+    reconnect_timeout_s: float = RECONNECT_TIMEOUT_S,
+    video_timeout_s: float = VIDEO_TIMEOUT_S,
 ) -> int:
     """Streams a video through the ensemble at `url` and writes results.jsonl, annotated.mp4
     (unless write_video is False) and summary.json under out_dir; prints the summary.
 
     What the CLI (main) does, callable without building an argv. Errors that stop the run are
-    logged, not raised.
+    logged and recorded in summary.json, not raised. SIGINT and SIGTERM stop the run cleanly
+    when this runs in the main thread.
 
     Args:
         video: a video file, or a stream URL OpenCV opens (give URLs as str: a Path would fold
@@ -255,46 +288,41 @@ def stream_video(
         transport: one of clients.transports.TRANSPORT_KINDS. system_shm needs the server on
             this host (or sharing its IPC namespace).
         depth: requests in flight.
-        out_dir: where the outputs go; created if missing.
+        out_dir: where the outputs go; created if missing, an earlier run's outputs removed.
         max_frames: stop after this many frames; None: the whole video.
         write_video: write annotated.mp4.
+        timeout_s: per-request deadline; a request past it is a failed frame.
+        reconnect_timeout_s: how long to wait for the server when it is unreachable or not
+            ready, at the start and after it went away (0: check once).
+        video_timeout_s: how long a stream URL may take to open, then to deliver each frame.
 
     Returns:
-        The exit code: 0 every frame was served, 1 some frames failed (recorded in
-        results.jsonl), 2 the run could not go on (unreadable video, server unreachable or not
-        ready, client stuck); with 2, summary.json is not written.
+        The exit code, as the module's documentation lists them (0, 1, 2, 130, 143).
 
     Raises:
-        ValueError: depth or max_frames below 1, or an unknown transport.
+        ValueError: depth or max_frames below 1, a timeout that is no positive number of
+            seconds, or an unknown transport.
     """
-    options = StreamOptions(
-        str(video), url, transport, depth, Path(out_dir), max_frames, write_video
+    return execute(
+        StreamOptions(
+            str(video),
+            url,
+            transport,
+            depth,
+            Path(out_dir),
+            max_frames,
+            write_video,
+            timeout_s,
+            reconnect_timeout_s,
+            video_timeout_s,
+        )
     )
-    try:
-        summary = run(options)
-    except (VideoError, TimeoutError) as error:
-        logger.error("%s", error)
-        return 2
-    except InferenceServerException as error:
-        logger.error("Triton at %s: %s", options.url, error)
-        return 2
-    (options.out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
-    print(summary.report())
-    return 1 if summary.failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    options = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    return stream_video(
-        args.video,
-        args.url,
-        transport=args.transport,
-        depth=args.depth,
-        out_dir=args.out_dir,
-        max_frames=args.max_frames,
-        write_video=not args.no_video,
-    )
+    return execute(options)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Only the input changes; outputs always come back over gRPC (their size is known 
 inference). The ensemble's input is [1, H, W, 3] (contract.ENSEMBLE_INPUTS): the frame's bytes
 as they are, under a leading batch axis of 1. A transport hands out the request inputs for one
 frame in one slot of its ring; the caller (clients.stream) reuses a slot only after that slot's
-request has completed.
+request has completed, and has the transport register again with a server that restarted.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ class Transport:
     def inputs_for(self, slot: int, frame: np.ndarray) -> list[grpcclient.InferInput]:
         """The request inputs carrying `frame`, using ring slot `slot`."""
         raise NotImplementedError
+
+    def register_again(self) -> None:
+        """Tells a server that lost what the transport registered (it restarted) about it again."""
 
     def close(self) -> None:
         """Releases what the transport holds; safe to call twice."""
@@ -128,6 +131,17 @@ class SystemShmTransport(Transport):
         shm.set_shared_memory_region(region.handle, [np.ascontiguousarray(frame)])
         image.set_shared_memory(region.name, frame.nbytes)
         return [image]
+
+    def register_again(self) -> None:
+        # A server that only dropped the connection still holds the regions: that is fine too.
+        for region in self._regions:
+            try:
+                self._client.register_system_shared_memory(
+                    region.name, region.key, region.byte_size
+                )
+            except InferenceServerException as error:
+                if error.status() != "StatusCode.ALREADY_EXISTS":
+                    raise
 
     def close(self) -> None:
         regions, self._regions = self._regions, []

@@ -1,4 +1,5 @@
-"""stream_frames: frame order, requests in flight, slot reuse, failures, stuck clients.
+"""stream_frames: frame order, requests in flight, slot reuse, failures, stuck clients, a server
+that goes away, stop requests.
 
 A fake client answers out of order on its own threads, to pin the ordering and slot rules
 down deterministically; two tests run against the real server.
@@ -15,6 +16,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from backends.results import SegmentationResult, encode_result
+from clients.reconnect import ServerUnavailable
 from clients.stream import stream_frames
 from clients.transports import PlainGrpcTransport, Transport
 
@@ -31,6 +33,10 @@ class SlotTransport(Transport):
 
     def __init__(self, refuse: frozenset[int] = frozenset()):
         self.refuse = refuse
+        self.registrations = 0
+
+    def register_again(self):
+        self.registrations += 1
 
     def inputs_for(self, slot, image):
         index = int(image[0, 0, 0])
@@ -64,10 +70,16 @@ class FakeClient:
         self.busy_slots: set[int] = set()
         self.slot_clashes: list[int] = []
         self.deadlines: set[float] = set()
+        self.sent: list[int] = []
+
+    def error_for(self, index: int) -> str | None:
+        return f"frame {index} exploded" if index in self.fail else None
 
     def async_infer(self, model_name, inputs, callback, client_timeout=None):
         slot, index = inputs
+        error = self.error_for(index)
         with self.lock:
+            self.sent.append(index)
             self.deadlines.add(client_timeout)
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
@@ -79,8 +91,8 @@ class FakeClient:
             with self.lock:
                 self.in_flight -= 1
                 self.busy_slots.discard(slot)
-            if index in self.fail:
-                callback(None, InferenceServerException(f"frame {index} exploded"))
+            if error is not None:
+                callback(None, InferenceServerException(error))
             else:
                 callback(EmptyResponse(4, 6), None)
 
@@ -135,6 +147,106 @@ def test_stopping_early_waits_for_the_requests_in_flight():
 def test_depth_below_one_is_rejected():
     with pytest.raises(ValueError, match="depth must be >= 1"):
         next(stream_frames(FakeClient({}), [], SlotTransport(), depth=0))
+
+
+class OutageClient(FakeClient):
+    """Answers every frame after 10 ms, but from frame `down_at` on the server is gone (each
+    request fails as an unreachable server's does) until reconnect() finds it back."""
+
+    def __init__(self, frames: int, down_at: int):
+        super().__init__({i: 0.01 for i in range(frames)})
+        self.down_at = down_at
+        self.down = False
+        self.reconnects = 0
+
+    def error_for(self, index):
+        self.down = self.down or index == self.down_at
+        return "[StatusCode.UNAVAILABLE] failed to connect to all addresses" if self.down else None
+
+    def reconnect(self) -> bool:
+        self.reconnects += 1
+        self.down = False
+        return True
+
+
+def failed(outcomes) -> list[int]:
+    return [o.index for o in outcomes if not o.ok]
+
+
+def test_a_server_that_went_away_is_reconnected_once_and_the_stream_goes_on():
+    client, transport = OutageClient(10, down_at=3), SlotTransport()
+    stream = stream_frames(
+        client, (frame(i) for i in range(10)), transport, depth=2, reconnect=client.reconnect
+    )
+    outcomes = list(stream)
+    assert [o.index for o in outcomes] == list(range(10))
+    # 3 and 4 were sent while it was gone: both failed, one outage, one re-registration.
+    assert failed(outcomes) == [3, 4]
+    assert "UNAVAILABLE" in outcomes[4].error
+    assert (client.reconnects, transport.registrations) == (1, 1)
+
+
+def test_giving_up_on_the_server_yields_the_frames_in_flight_then_raises():
+    client = OutageClient(10, down_at=3)
+
+    def give_up():
+        raise ServerUnavailable("not ready after 1 s: gone")
+
+    stream = stream_frames(
+        client, (frame(i) for i in range(10)), SlotTransport(), reconnect=give_up
+    )
+    outcomes = []
+    with pytest.raises(ServerUnavailable, match="gone"):
+        outcomes.extend(stream)
+    assert [o.index for o in outcomes] == [0, 1, 2, 3, 4]
+    assert failed(outcomes) == [3, 4]
+    assert client.sent == [0, 1, 2, 3, 4], "no frame sent after giving up"
+
+
+def test_a_stop_while_waiting_for_the_server_sends_nothing_more():
+    client, transport, stop = OutageClient(10, down_at=3), SlotTransport(), threading.Event()
+
+    def stopped_while_waiting():
+        stop.set()
+        return False
+
+    outcomes = list(
+        stream_frames(
+            client,
+            (frame(i) for i in range(10)),
+            transport,
+            reconnect=stopped_while_waiting,
+            stop=stop,
+        )
+    )
+    assert [o.index for o in outcomes] == [0, 1, 2, 3, 4]
+    assert transport.registrations == 0
+    assert client.sent == [0, 1, 2, 3, 4]
+
+
+def test_a_stop_request_ends_the_stream_after_the_frames_in_flight():
+    client, stop = FakeClient({i: 0.05 for i in range(10)}), threading.Event()
+    outcomes = []
+    for outcome in stream_frames(client, (frame(i) for i in range(10)), SlotTransport(), stop=stop):
+        outcomes.append(outcome)
+        if outcome.index == 1:
+            stop.set()
+    # Frame 2 was in flight when the stop came: it is answered; nothing after it is sent.
+    assert [o.index for o in outcomes] == [0, 1, 2]
+    assert all(o.ok for o in outcomes)
+    assert client.sent == [0, 1, 2]
+
+
+def test_a_frame_that_failed_on_its_own_calls_no_reconnect():
+    client = FakeClient({i: 0.01 for i in range(4)}, fail=frozenset({1}))
+    calls = []
+    outcomes = list(
+        stream_frames(
+            client, (frame(i) for i in range(4)), SlotTransport(), reconnect=lambda: calls.append(1)
+        )
+    )
+    assert failed(outcomes) == [1]
+    assert calls == []
 
 
 @pytest.fixture

@@ -45,6 +45,10 @@ def test_the_client_package_imports_and_decodes_without_torch():
             "clients.stream_video",
             "clients.annotate",
             "clients.server_stats",
+            "clients.reconnect",
+            "clients.video",
+            "clients.outputs",
+            "clients.signals",
         ):
             importlib.import_module(module)
 

@@ -160,6 +160,26 @@ def test_a_bigger_frame_grows_its_region_and_arrives_whole(client):
 
 
 @pytest.mark.integration
+def test_regions_the_server_lost_are_registered_again(client):
+    frame = np.random.default_rng(2).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    with SystemShmTransport(client, depth=2, byte_size=frame.nbytes) as transport:
+        names = [region.name for region in transport.regions]
+        # What a restarted server knows of them: nothing.
+        for name in names:
+            client.unregister_system_shared_memory(name)
+        with pytest.raises(InferenceServerException, match="Unable to find shared memory region"):
+            client.infer(contract.ENSEMBLE, transport.inputs_for(0, frame))
+        transport.register_again()
+        assert {n: registered(client)[n] for n in names} == dict.fromkeys(names, frame.nbytes)
+        assert result_from_response(
+            client.infer(contract.ENSEMBLE, transport.inputs_for(0, frame))
+        ).image_size == (48, 64)
+        transport.register_again()  # regions the server still holds are left as they are
+        assert {n: registered(client)[n] for n in names} == dict.fromkeys(names, frame.nbytes)
+    assert not set(names) & set(registered(client))
+
+
+@pytest.mark.integration
 def test_slot_outside_the_ring_and_bad_frames_are_named(client):
     with SystemShmTransport(client, depth=2, byte_size=1024) as transport:
         with pytest.raises(IndexError, match="slot 2 outside the ring of 2"):
