@@ -4,9 +4,17 @@ the cpu target, one real tritonserver on free ports. Tests that need the server 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Without a GPU, the Triton-lang kernels run in Triton's CPU interpreter. It must be chosen before
+# anything imports triton: triton.language's own @jit helpers (tl.zeros...) are built at import,
+# and other tests' imports (torch, rfdetr) may pull triton in long before the kernel tests run.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from tests.repositories import build_test_repository
 from tools.export_onnx import ExportedModel, random_weights_export
