@@ -7,7 +7,8 @@ flat index), cxcywh -> xyxy scaled to the original pixels and clamped, masks gat
 bilinear-upsampled (align_corners=False) to the original size and thresholded at > 0. Then,
 like rfdetr's predict(): keep score > threshold. Then this project's rule (backends.classes):
 drop ids without a name. RLE and polygons are computed on the CPU, one full-size mask at a time.
-The GPU kernels of the roadmap are checked against this module.
+The Triton-lang kernels (backends.postprocess_kernel, impl "triton") are checked against this
+module.
 """
 
 from __future__ import annotations
@@ -150,5 +151,21 @@ def postprocess_batch(
     ]
 
 
+def postprocess_batch_kernels(
+    dets: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor,
+    image_sizes: list[tuple[int, int]],
+    settings: PostprocessSettings,
+) -> list[SegmentationResult]:
+    """postprocess_batch by the Triton-lang kernels (backends.postprocess_kernel): selection and
+    COCO RLE runs on the GPU straight from the low-res logits, strings and polygons on the host."""
+    # Imported here: triton is needed only where this impl is served (and the kernel module
+    # imports this one).
+    from backends.postprocess_kernel import postprocess_batch_kernels as kernels
+
+    return kernels(dets, labels, masks, image_sizes, settings)
+
+
 # The postprocess model's `impl` parameter picks one of these.
-POSTPROCESS_IMPLS = {"reference": postprocess_batch}
+POSTPROCESS_IMPLS = {"reference": postprocess_batch, "triton": postprocess_batch_kernels}

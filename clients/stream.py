@@ -105,7 +105,8 @@ def stream_frames(
 
     def collect() -> None:
         # gRPC enforces the deadline; this longer wait only catches a client that never calls back.
-        backstop_s = 2 * timeout_s
+        # The grace covers gRPC's own callback delay, which a millisecond deadline would not.
+        backstop_s = 2 * timeout_s + 1.0
         try:
             index, finished, response, error = completions.get(timeout=backstop_s)
         except queue.Empty:

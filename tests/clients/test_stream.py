@@ -131,7 +131,7 @@ def test_a_client_that_never_answers_raises_instead_of_hanging():
     assert next(stream).index == 0
     with pytest.raises(TimeoutError, match=r"frames \[1"):
         next(stream)
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 3.0  # 2 x the deadline + 1 s of grace, then it gives up
 
 
 def test_stopping_early_waits_for_the_requests_in_flight():
