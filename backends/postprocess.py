@@ -22,7 +22,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from backends.classes import ClassTable
 from backends.polygons import largest_contour
-from backends.results import SegmentationResult
+from backends.results import EMPTY_POLYGON, SegmentationResult
 from backends.rle import encode_mask
 
 
@@ -34,11 +34,14 @@ class PostprocessSettings:
         num_select: how many (query, class) pairs the top-k keeps (rfdetr's num_select).
         score_threshold: keep detections scoring strictly above it, in [0, 1].
         classes: class id -> name table; ids without a name are dropped.
+        polygons: trace each mask's largest contour; without, every polygon is empty (a
+            deployment whose clients read masks only skips the host's costliest step).
     """
 
     num_select: int
     score_threshold: float
     classes: ClassTable
+    polygons: bool = True
 
     def __post_init__(self) -> None:
         check_score_threshold(self.score_threshold)
@@ -124,7 +127,7 @@ def postprocess_frame(
     for query in sel.query_ids.tolist():
         mask = upsample_mask(masks[query], height, width).cpu().numpy()
         rles.append(encode_mask(mask))
-        polygons.append(largest_contour(mask))
+        polygons.append(largest_contour(mask) if settings.polygons else EMPTY_POLYGON)
     class_ids = sel.class_ids.cpu().numpy()
     return SegmentationResult(
         image_size=(height, width),

@@ -120,9 +120,9 @@ class PendingPostprocess:
             device_to_host_bytes=self._summary_bytes + 4 * (table.size + num_rows + num_toggles),
         )
 
-    def results(self, *, polygons: bool = True) -> list[SegmentationResult]:
-        """The batch's results; polygons=False leaves every polygon empty (and skips the work)."""
-        return results_from_host(self.fetch(), self._frames.image_sizes, self._settings, polygons=polygons)
+    def results(self) -> list[SegmentationResult]:
+        """The batch's results (every polygon empty, the work skipped, without settings.polygons)."""
+        return results_from_host(self.fetch(), self._frames.image_sizes, self._settings)
 
 
 def _to_host(tensor: torch.Tensor) -> torch.Tensor:
@@ -178,8 +178,6 @@ def results_from_host(
     host: HostDetections,
     image_sizes: list[tuple[int, int]],
     settings: PostprocessSettings,
-    *,
-    polygons: bool = True,
 ) -> list[SegmentationResult]:
     """Host detections -> one SegmentationResult per frame (RLE for all masks at once)."""
     sizes = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)
@@ -187,7 +185,7 @@ def results_from_host(
     toggles, ends = merge_column_joins(host.toggles, host.toggle_ends)
     counts, count_ends = coco_counts(toggles, ends, heights * sizes[host.frames, 1])
     rles = split_strings(*compress_counts(counts, count_ends))
-    if polygons:
+    if settings.polygons:
         outlines = largest_contours_from_runs(toggles, ends, heights)
     else:
         outlines = [EMPTY_POLYGON] * len(ends)
@@ -216,10 +214,8 @@ def postprocess_batch_kernels(
     masks: torch.Tensor,
     image_sizes: list[tuple[int, int]],
     settings: PostprocessSettings,
-    *,
-    polygons: bool = True,
 ) -> list[SegmentationResult]:
     """backends.postprocess.postprocess_batch on the kernels: same arguments, same results."""
     if labels.shape[0] == 0:
         return []
-    return launch_postprocess(dets, labels, masks, image_sizes, settings).results(polygons=polygons)
+    return launch_postprocess(dets, labels, masks, image_sizes, settings).results()

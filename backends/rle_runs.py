@@ -3,7 +3,8 @@
 A mask's toggles are the ascending column-major flat indices (x * height + y) where it changes
 value: run starts and exclusive run ends, a run that wraps from the bottom of one column to the
 top of the next appearing as the same index twice. Everything here is numpy over the whole
-batch at once (no Python loop per pixel or per run), except one cv2.findContours per mask.
+batch at once (no Python loop per pixel or per run), except one cv2.findContours per mask,
+traced on a small thread pool.
 
 - coco_counts: toggles -> COCO's uncompressed counts (zeros first, alternating, no trailing 0);
 - compress_counts: counts -> COCO's compressed strings, pycocotools' rleToString vectorized;
@@ -14,6 +15,9 @@ batch at once (no Python loop per pixel or per run), except one cv2.findContours
 
 from __future__ import annotations
 
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -216,14 +220,20 @@ def largest_contours_from_runs(toggles: np.ndarray, ends: np.ndarray, heights: n
         heights: (N,) the height of each mask's frame.
     """
     crops = crops_from_runs(toggles, ends, heights)
-    polygons = []
-    for i in range(len(ends)):
+
+    def outline(i: int) -> np.ndarray:
         mask = crops.mask(i)
         if mask is None:
-            polygons.append(EMPTY_POLYGON)
-            continue
+            return EMPTY_POLYGON
         offset = (int(crops.x0[i]), int(crops.y0[i]))
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=offset)
         # backends.polygons' rule: the first of the largest by area, in findContours' order.
-        polygons.append(max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.int32))
-    return polygons
+        return max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.int32)
+
+    # OpenCV and numpy's repeat release the GIL: the masks' contours are traced on several cores.
+    return list(_contour_pool().map(outline, range(len(ends))))
+
+
+@functools.cache
+def _contour_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="contours")

@@ -158,6 +158,7 @@ class RepositorySpec:
         postprocess = self.stage_values(t.postprocess, t.device, t.python_instance_kind, post_impl)
         postprocess["SCORE_THRESHOLD"] = repr(float(self.postprocess.score_threshold))
         postprocess["NUM_SELECT"] = str(self.postprocess.num_select)
+        postprocess["POLYGONS"] = "yes" if self.postprocess.polygons else "no"
         return {
             ENSEMBLE: {},
             PREPROCESS: self.stage_values(t.preprocess, t.device, t.python_instance_kind, pre_impl),
@@ -235,6 +236,7 @@ def spec_from_files(
     max_batch_size: int | None = None,
     queue_delay_us: int | None = None,
     reference_stages: bool = False,
+    polygons: bool = True,
 ) -> RepositorySpec:
     """The spec for an export's files; every value is checked, naming what is wrong."""
     chosen = get_target(target)
@@ -252,6 +254,7 @@ def spec_from_files(
         num_select=shape.num_queries if num_select is None else num_select,
         score_threshold=score_threshold,
         classes=load_classes(classes or beside(onnx, ".classes.json")),
+        polygons=polygons,
     )
     return RepositorySpec(
         chosen, engine, engine_files[engine], shape, settings, max_batch_size, queue_delay_us, reference_stages
@@ -273,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference-stages", action="store_true", help="python stages run the reference torch ops, not kernels"
     )
+    parser.add_argument(
+        "--no-polygons", action="store_true", help="skip the contours (polygon outputs stay empty): masks only"
+    )
     parser.add_argument("--out", type=Path, default=Path("build/model_repository"))
     args = parser.parse_args(argv)
     try:
@@ -288,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             max_batch_size=args.max_batch_size,
             queue_delay_us=args.queue_delay_us,
             reference_stages=args.reference_stages,
+            polygons=not args.no_polygons,
         )
     except (ValueError, OSError) as error:
         parser.error(str(error))

@@ -78,7 +78,8 @@ TARGETS = {
         postprocess=StagePlan(1, 8, 0),
     ),
     # The engine is launch-bound at small batches (tools.md: eager Nano 20 ms at batch 1 and
-    # 21.6 ms at 32): batches up to 32 with a 1 ms wait; pre/post take what is queued.
+    # 21.6 ms at 32): batches up to 32 with a 1 ms wait; pre/post take what is queued. Two
+    # postprocess instances: one's host work (strings, contours) overlaps the other's kernels.
     "gpu": Target(
         name="gpu",
         device="cuda",
@@ -88,7 +89,7 @@ TARGETS = {
         postprocess_impl="triton",
         preprocess=StagePlan(1, 32, 0),
         engine=StagePlan(1, 32, 1000),
-        postprocess=StagePlan(1, 32, 0),
+        postprocess=StagePlan(2, 32, 0),
         cuda_memory_pool_bytes=1 << 30,
     ),
     # An Orin has 8-16 GB shared with the CPU and each torch stub costs ~1 GB (server #4457):

@@ -9,6 +9,7 @@ the compiler checks. With one, the small cases run compiled on the GPU, then ful
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
@@ -137,10 +138,13 @@ def test_small_tiles_skip_uniform_ones(kind):
 def test_polygons_can_be_skipped():
     rng = np.random.default_rng(8)
     case = make_case("blobs", rng, [(97, 131)], num_queries=12, mask_side=20, device=DEVICE)
-    args = (case.dets, case.labels, case.masks, case.image_sizes, case.settings)
-    (ours,) = postprocess_batch_kernels(*args, polygons=False)
-    (full,) = postprocess_batch_kernels(*args)
-    assert len(ours) == len(full) > 0
+    args = (case.dets, case.labels, case.masks, case.image_sizes)
+    without = dataclasses.replace(case.settings, polygons=False)
+    (ours,) = postprocess_batch_kernels(*args, without)
+    (full,) = postprocess_batch_kernels(*args, case.settings)
+    (reference,) = postprocess_batch(*args, without)
+    assert len(ours) == len(full) == len(reference) > 0
+    assert [p.shape for p in reference.polygons] == [EMPTY_POLYGON.shape] * len(reference)
     assert ours.rle_counts == full.rle_counts
     assert all(p.shape == EMPTY_POLYGON.shape for p in ours.polygons)
 

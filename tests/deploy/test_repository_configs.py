@@ -127,6 +127,7 @@ def test_the_target_table_reaches_the_configs(repositories, target, engine, size
         assert [(g.kind, g.count) for g in config.instance_group] == [(python_kind, stage.instance_count)]
         params = parameters(config)
         assert params["impl"] == impl and params["device"] == plan.device
+        assert model != POSTPROCESS or params["polygons"] == "yes"
         assert params["FORCE_CPU_ONLY_INPUT_TENSORS"] == ("no" if plan.gpu_tensors else "yes")
     assert all(t.allow_ragged_batch for t in configs[PREPROCESS].input)
     engine_config = configs[ENGINE]
@@ -207,3 +208,10 @@ def test_reference_stages_replace_the_kernels(tmp_path, target):
     )
     configs = load_repository(build_repository(spec, tmp_path / "r"))
     assert parameters(configs[PREPROCESS])["impl"] == parameters(configs[POSTPROCESS])["impl"] == "reference"
+
+
+def test_polygons_can_be_switched_off_per_deployment(nano_export, tmp_path):
+    from tools.build_repository import main
+
+    assert main(["--onnx", str(nano_export.onnx), "--no-polygons", "--out", str(tmp_path / "r")]) == 0
+    assert parameters(load_repository(tmp_path / "r")[POSTPROCESS])["polygons"] == "no"

@@ -73,6 +73,17 @@ def test_torch_engine_serves_what_the_onnx_engine_serves(nano_export, tmp_path, 
     assert report.min_mask_iou >= 0.99, report
 
 
+def test_a_deployment_without_polygons_serves_the_same_masks_without_outlines(nano_export, tmp_path, cpu_results):
+    repository = build_test_repository(nano_export, tmp_path / "models", polygons=False)
+    with TritonServer(repository, tmp_path / "tritonserver.log") as server:
+        served = serve_all(server.grpc_url)
+    assert sum(len(r) for r in served) > 0
+    for with_polygons, without in zip(cpu_results, served, strict=True):
+        assert without.rle_counts == with_polygons.rle_counts
+        assert without.class_ids.tolist() == with_polygons.class_ids.tolist()
+        assert all(len(p) == 0 for p in without.polygons)
+
+
 # Jetson's layout (python stages KIND_CPU with CPU tensors at the boundary, GPU work inside) runs
 # on any CUDA host: checked here with the torch engine, since no TensorRT is installable.
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the gpu and jetson targets need a CUDA device")

@@ -18,6 +18,7 @@ class TritonPythonModel:
             num_select=int(model_parameter(args, "num_select")),
             score_threshold=float(model_parameter(args, "score_threshold")),
             classes=ClassTable.load(os.path.join(model_dir, c.CLASSES_FILE)),
+            polygons=model_parameter(args, "polygons") == "yes",
         )
         self.devices = stage_devices(args)
         self.postprocess = stage_impl(args, POSTPROCESS_IMPLS, self.devices)
