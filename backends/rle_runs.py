@@ -3,8 +3,7 @@
 A mask's toggles are the ascending column-major flat indices (x * height + y) where it changes
 value: run starts and exclusive run ends, a run that wraps from the bottom of one column to the
 top of the next appearing as the same index twice. Everything here is numpy over the whole
-batch at once (no Python loop per pixel or per run), except one cv2.findContours per mask,
-traced on a small thread pool.
+batch at once (no Python loop per pixel or per run), except one cv2.findContours per mask.
 
 - coco_counts: toggles -> COCO's uncompressed counts (zeros first, alternating, no trailing 0);
 - compress_counts: counts -> COCO's compressed strings, pycocotools' rleToString vectorized;
@@ -15,9 +14,6 @@ traced on a small thread pool.
 
 from __future__ import annotations
 
-import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -220,20 +216,16 @@ def largest_contours_from_runs(toggles: np.ndarray, ends: np.ndarray, heights: n
         heights: (N,) the height of each mask's frame.
     """
     crops = crops_from_runs(toggles, ends, heights)
-
-    def outline(i: int) -> np.ndarray:
+    polygons = []
+    # One mask after another: a thread pool measured slower on the H200 host (1080p, 25 masks:
+    # 12.5 ms against 7.5 ms; benchmarks/results/h200/postprocess.md), the crops being small.
+    for i in range(len(ends)):
         mask = crops.mask(i)
         if mask is None:
-            return EMPTY_POLYGON
+            polygons.append(EMPTY_POLYGON)
+            continue
         offset = (int(crops.x0[i]), int(crops.y0[i]))
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=offset)
         # backends.polygons' rule: the first of the largest by area, in findContours' order.
-        return max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.int32)
-
-    # OpenCV and numpy's repeat release the GIL: the masks' contours are traced on several cores.
-    return list(_contour_pool().map(outline, range(len(ends))))
-
-
-@functools.cache
-def _contour_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="contours")
+        polygons.append(max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.int32))
+    return polygons
