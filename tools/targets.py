@@ -78,8 +78,9 @@ TARGETS = {
         postprocess=StagePlan(1, 8, 0),
     ),
     # The engine is launch-bound at small batches (tools.md: eager Nano 20 ms at batch 1 and
-    # 21.6 ms at 32): batches up to 32 with a 1 ms wait; pre/post take what is queued. Two
-    # postprocess instances: one's host work (strings, contours) overlaps the other's kernels.
+    # 21.6 ms at 32): batches up to 32 with a 1 ms wait; pre/post take what is queued. One
+    # postprocess instance: a second (host work overlapping the other's kernels) showed no clear
+    # gain on the H200 host (benchmarks/results/h200/pipeline-two-postprocess-instances.md).
     "gpu": Target(
         name="gpu",
         device="cuda",
@@ -89,7 +90,7 @@ TARGETS = {
         postprocess_impl="triton",
         preprocess=StagePlan(1, 32, 0),
         engine=StagePlan(1, 32, 1000),
-        postprocess=StagePlan(2, 32, 0),
+        postprocess=StagePlan(1, 32, 0),
         cuda_memory_pool_bytes=1 << 30,
     ),
     # An Orin has 8-16 GB shared with the CPU and each torch stub costs ~1 GB (server #4457):
