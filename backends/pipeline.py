@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from backends.engine_onnx import OnnxEngine
-from backends.postprocess import PostprocessSettings, postprocess_frame
+from backends.postprocess import postprocess_frame
+from backends.postprocess_settings import PostprocessSettings
 from backends.preprocess import preprocess_frame
 from backends.results import SegmentationResult
 

@@ -35,7 +35,7 @@ from backends.mask_region_kernel import (
     MaskRegions,
     mask_regions,
 )
-from backends.postprocess import PostprocessSettings
+from backends.postprocess_settings import PostprocessSettings
 from backends.results import EMPTY_POLYGON, SegmentationResult
 from backends.rle_kernel import MaskToggles, mask_toggles
 from backends.rle_runs import (

@@ -29,7 +29,7 @@ import tritonclient.grpc as grpcclient
 from backends.classes import ClassTable
 from backends.contract import POSTPROCESS, PREPROCESS
 from backends.pipeline import ReferencePipeline
-from backends.postprocess import PostprocessSettings
+from backends.postprocess_settings import PostprocessSettings
 from benchmarks.host import device_description
 from clients.server_stats import format_table, read_counters, stats_since
 from clients.stream import stream_frames

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from backends.polygons import largest_contour
-from backends.postprocess import PostprocessSettings, postprocess_batch, select_detections, upsample_mask
+from backends.postprocess import postprocess_batch, select_detections, upsample_mask
+from backends.postprocess_settings import PostprocessSettings
 from backends.rle import encode_mask
 from benchmarks.host import device_description
 from tools.postprocess_parity import NUM_CLASSES, coco_like_classes

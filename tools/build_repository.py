@@ -36,7 +36,7 @@ from backends.contract import (
     PREPROCESS,
     EngineShape,
 )
-from backends.postprocess import PostprocessSettings
+from backends.postprocess_settings import PostprocessSettings
 from tools.targets import ENGINES, TARGETS, StagePlan, Target, get_target
 
 SOURCE = Path(__file__).resolve().parent.parent / "model_repository"

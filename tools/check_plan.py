@@ -25,7 +25,8 @@ import torch
 from backends.classes import ClassTable
 from backends.contract import ENGINE_INPUT, ENGINE_OUTPUTS
 from backends.engine_onnx import OnnxEngine
-from backends.postprocess import PostprocessSettings, postprocess_frame
+from backends.postprocess import postprocess_frame
+from backends.postprocess_settings import PostprocessSettings
 from backends.preprocess import preprocess_frame
 from tools.build_repository import engine_shape_from_onnx
 from tools.compare_results import Comparison, compare

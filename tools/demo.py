@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from backends.contract import MODEL_SIZES
-from backends.postprocess import check_score_threshold
+from backends.postprocess_settings import check_score_threshold
 from clients.stream_video import stream_video
 from tools.build_repository import build_repository, check_readable, spec_from_files
 from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, ExportedModel, export, random_weights_export

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from backends.classes import ClassTable
-from backends.postprocess import PostprocessSettings, postprocess_batch, select_detections
+from backends.postprocess import postprocess_batch, select_detections
+from backends.postprocess_settings import PostprocessSettings
 from backends.results import SegmentationResult
 from backends.rle import decode_mask
 

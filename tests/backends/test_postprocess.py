@@ -8,13 +8,8 @@ import pytest
 import torch
 
 from backends.classes import ClassTable
-from backends.postprocess import (
-    PostprocessSettings,
-    boxes_to_pixels,
-    postprocess_batch,
-    postprocess_frame,
-    select_topk,
-)
+from backends.postprocess import boxes_to_pixels, postprocess_batch, postprocess_frame, select_topk
+from backends.postprocess_settings import PostprocessSettings
 from backends.results import SegmentationResult
 from backends.rle import decode_mask
 from tests.backends.parity import compare, rfdetr_postprocess

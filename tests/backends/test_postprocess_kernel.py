@@ -26,7 +26,8 @@ import pytest
 
 from backends.classes import ClassTable
 from backends.polygons import largest_contour
-from backends.postprocess import PostprocessSettings, postprocess_batch, select_detections
+from backends.postprocess import postprocess_batch, select_detections
+from backends.postprocess_settings import PostprocessSettings
 from backends.postprocess_kernel import (
     class_name_flags,
     launch_postprocess,

@@ -20,7 +20,7 @@ from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig, ModelInsta
 from backends import contract
 from backends.classes import ClassTable
 from backends.contract import ENGINE, ENSEMBLE, MODEL_SIZES, POSTPROCESS, PREPROCESS, EngineShape
-from backends.postprocess import PostprocessSettings
+from backends.postprocess_settings import PostprocessSettings
 from tools.build_repository import ENGINE_VARIANTS, RepositorySpec, build_repository, spec_from_files
 from tools.targets import TARGETS
 

@@ -19,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 from backends import contract as c
 from backends.classes import ClassTable
 from backends.pipeline import ReferencePipeline
-from backends.postprocess import PostprocessSettings
+from backends.postprocess_settings import PostprocessSettings
 from backends.results import SegmentationResult
 from backends.rle import decode_mask
 from clients.results import result_from_response

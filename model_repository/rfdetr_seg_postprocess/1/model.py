@@ -4,7 +4,8 @@ import torch
 
 from backends import contract as c
 from backends.classes import ClassTable
-from backends.postprocess import POSTPROCESS_IMPLS, PostprocessSettings
+from backends.postprocess import POSTPROCESS_IMPLS
+from backends.postprocess_settings import PostprocessSettings
 from backends.results import encode_result
 from backends.triton_model import input_tensor, model_parameter, serve_batch, stage_devices, stage_impl
 
