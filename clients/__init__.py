@@ -1,7 +1,9 @@
 """Clients of the rfdetr_seg ensemble: frame transports, in-order streaming with requests in
 flight, waiting for (and reconnecting to) the server, response decoding, drawing, server
-statistics, and the video CLI (clients.stream_video: with clients.video, clients.outputs and
-clients.signals)."""
+statistics, the video CLI (clients.stream_video: with clients.video, clients.outputs,
+clients.signals and clients.runner), the many-streams CLI (clients.streams: with clients.sources,
+clients.drop_policy and clients.status) and an optional supervision adapter
+(clients.supervision_adapter)."""
 
 from clients.annotate import annotate, class_colour
 from clients.reconnect import Reconnect, ServerUnavailable, wait_until_ready

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from clients.annotate import annotate
-from clients.results import error_record, to_json_record
+from clients.results import dropped_record, error_record, to_json_record
 from clients.server_stats import StageStats, format_table
 from clients.stream import FrameOutcome
 
@@ -45,22 +45,30 @@ def prepare_out_dir(out_dir: Path) -> None:
 
 
 class Outputs:
-    """results.jsonl and annotated.mp4, written frame by frame. A context manager."""
+    """results.jsonl and annotated.mp4, written frame by frame. A context manager.
 
-    def __init__(self, out_dir: Path, fps: float, write_video: bool):
+    Args:
+        out_dir: the folder (prepare_out_dir'd).
+        fps: the source's frame rate; None when it has none (an image folder): no timestamps.
+        write_video: write annotated.mp4 (frames the source did not have are left out of it).
+    """
+
+    def __init__(self, out_dir: Path, fps: float | None, write_video: bool):
         self.fps = fps
         self.video_path = out_dir / ANNOTATED if write_video else None
         self._jsonl = (out_dir / RESULTS).open("w")
         self._writer: cv2.VideoWriter | None = None
 
     def write(self, outcome: FrameOutcome) -> None:
-        timestamp_s = outcome.index / self.fps
+        timestamp_s = outcome.index / self.fps if self.fps else None
         if outcome.ok:
             record = to_json_record(outcome.index, outcome.result, timestamp_s)
+        elif outcome.dropped:
+            record = dropped_record(outcome.index, timestamp_s)
         else:
             record = error_record(outcome.index, outcome.error, timestamp_s)
         self._jsonl.write(json.dumps(record) + "\n")
-        if self.video_path is not None:
+        if self.video_path is not None and outcome.frame is not None:
             # A failed frame goes in undrawn: the video keeps the input's frame count and timing.
             drawn = annotate(outcome.frame, outcome.result) if outcome.ok else outcome.frame
             self._video_writer(outcome.frame).write(drawn)
@@ -87,11 +95,12 @@ class Outputs:
 class RunSummary:
     """What one run did, kept up to date as it goes: summary.json holds it, the CLI prints it."""
 
-    video: str
+    video: str  # the source: a video file, a stream URL or an image folder
     transport: str
     depth: int
-    frames: int = 0  # answered, failed ones included: each is a line of results.jsonl
+    frames: int = 0  # answered, failed and dropped ones included: each is a line of results.jsonl
     failed: int = 0
+    dropped: int = 0  # live frames given up for newer ones while the server was behind
     seconds: float = 0.0
     fps: float = 0.0  # end to end: decode, inference, drawing and writing
     stages: list[StageStats] = field(default_factory=list)
@@ -100,9 +109,14 @@ class RunSummary:
     exit_code: int | None = None
     stopped_because: str | None = None  # None: it went through (the video, or max_frames)
 
+    @property
+    def served(self) -> int:
+        return self.frames - self.failed - self.dropped
+
     def count(self, outcome: FrameOutcome) -> None:
         self.frames += 1
-        self.failed += not outcome.ok
+        self.dropped += outcome.dropped
+        self.failed += not outcome.ok and not outcome.dropped
 
     def took(self, seconds: float) -> None:
         self.seconds = seconds
@@ -113,8 +127,8 @@ class RunSummary:
 
     def report(self) -> str:
         totals = (
-            f"frames: {self.frames}  failed: {self.failed}  wall: {self.seconds:.2f} s  "
-            f"end-to-end: {self.fps:.2f} frames/s"
+            f"frames: {self.frames}  failed: {self.failed}  dropped: {self.dropped}  "
+            f"wall: {self.seconds:.2f} s  end-to-end: {self.fps:.2f} frames/s"
         )
         stages = format_table(self.stages) if self.stages else f"statistics: {self.stats_missing}"
         stopped = [] if self.stopped_because is None else [f"stopped early: {self.stopped_because}"]

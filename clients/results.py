@@ -73,3 +73,8 @@ def to_json_record(
 def error_record(frame_index: int, error: str, timestamp_s: float | None) -> dict[str, Any]:
     """The JSON-lines record of a frame that failed: its index, time and error text."""
     return {"frame": frame_index, "timestamp_s": timestamp_s, "error": error}
+
+
+def dropped_record(frame_index: int, timestamp_s: float | None) -> dict[str, Any]:
+    """The JSON-lines record of a live frame dropped because the server fell behind."""
+    return {"frame": frame_index, "timestamp_s": timestamp_s, "dropped": True}

@@ -5,6 +5,10 @@ to the caller's thread through a queue, then yielded in frame order. The window 
 yet yielded is at most `depth` wide, which bounds both the requests in flight and the results
 held back waiting for an earlier frame.
 
+A source may also hand over an Unsent item instead of a frame (an image that could not be read,
+a live frame dropped because the server fell behind): it takes its place in the order and is
+answered at once, with no request.
+
 Two things end the sending early without losing a frame that was sent: a stop request, and a
 server that went away and did not come back in time. Either way the frames in flight still come
 back (failed or not) and are yielded before the stream ends.
@@ -29,15 +33,24 @@ from clients.results import result_from_response
 from clients.transports import Transport
 
 
+@dataclass(frozen=True)
+class Unsent:
+    """A source's stand-in for a frame that is answered without a request."""
+
+    error: str  # why: the frame could not be read, or was dropped
+    dropped: bool = False  # a live frame given up for a newer one (clients.drop_policy)
+
+
 @dataclass
 class FrameOutcome:
     """One frame's fate: its result, or the error text that says why it has none."""
 
     index: int
-    frame: np.ndarray = field(repr=False)
+    frame: np.ndarray | None = field(repr=False)  # None: the source had no frame (Unsent)
     latency_s: float
     result: SegmentationResult | None = None
     error: str | None = None
+    dropped: bool = False
 
     @property
     def ok(self) -> bool:
@@ -46,7 +59,7 @@ class FrameOutcome:
 
 def stream_frames(
     client: grpcclient.InferenceServerClient,
-    frames: Iterable[np.ndarray],
+    frames: Iterable[np.ndarray | Unsent],
     transport: Transport,
     depth: int = 2,
     model_name: str = contract.ENSEMBLE,
@@ -58,7 +71,8 @@ def stream_frames(
 
     Args:
         client: gRPC client of the server.
-        frames: BGR uint8 HxWx3 frames; read lazily, at most `depth` ahead of the caller.
+        frames: BGR uint8 HxWx3 frames, or Unsent items in their place; read lazily, at most
+            `depth` ahead of the caller.
         transport: carries each frame (ring slots 0..depth-1).
         depth: requests in flight at most.
         model_name: the model to infer.
@@ -148,9 +162,15 @@ def stream_frames(
                 frame = next(source, None)
                 if frame is None:
                     exhausted = True
+                    continue
+                if isinstance(frame, Unsent):
+                    # It holds its place in the window (and so keeps slots index % depth apart).
+                    done[submitted] = FrameOutcome(
+                        submitted, None, 0.0, error=frame.error, dropped=frame.dropped
+                    )
                 else:
                     submit(submitted, frame)
-                    submitted += 1
+                submitted += 1
             if next_index in done:
                 outcome = done.pop(next_index)
                 yield outcome

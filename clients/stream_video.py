@@ -29,30 +29,27 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import math
 import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import tritonclient.grpc as grpcclient
 from tqdm import tqdm
-from tritonclient.utils import InferenceServerException
 
+from clients import runner
 from clients.outputs import SUMMARY, OutputError, Outputs, RunSummary, prepare_out_dir
-from clients.reconnect import Reconnect, ServerUnavailable, wait_until_ready
-from clients.server_stats import RunStats
+from clients.runner import (
+    EXIT_COULD_NOT_RUN,
+    RECONNECT_TIMEOUT_S,
+    TIMEOUT_S,
+    VIDEO_TIMEOUT_S,
+    add_stream_arguments,
+    check_settings,
+    exit_code_of,
+)
 from clients.signals import StopOnSignals
-from clients.stream import stream_frames
-from clients.transports import TRANSPORT_KINDS, make_transport
 from clients.video import VideoError, open_video
 
 logger = logging.getLogger("stream_video")
-
-EXIT_OK, EXIT_FRAMES_FAILED, EXIT_COULD_NOT_RUN = 0, 1, 2
-TIMEOUT_S, RECONNECT_TIMEOUT_S, VIDEO_TIMEOUT_S = 60.0, 30.0, 10.0
 
 
 @dataclass(frozen=True)
@@ -60,8 +57,7 @@ class StreamOptions:
     """What one run streams, to where, how: stream_video's arguments, checked.
 
     Raises:
-        ValueError: depth or max_frames below 1, a timeout that is no positive number of
-            seconds (reconnect_timeout_s may be 0: check once), or an unknown transport.
+        ValueError: as clients.runner.check_settings.
     """
 
     video: str  # a file or a stream URL OpenCV opens
@@ -76,23 +72,14 @@ class StreamOptions:
     video_timeout_s: float  # opening a stream URL, then each of its frames
 
     def __post_init__(self) -> None:
-        if self.transport not in TRANSPORT_KINDS:
-            raise ValueError(
-                f"unknown transport {self.transport!r}; choose one of {list(TRANSPORT_KINDS)}"
-            )
-        if self.depth < 1:
-            raise ValueError(f"depth must be >= 1, got {self.depth}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
-        _check_seconds("timeout_s", self.timeout_s)
-        _check_seconds("reconnect_timeout_s", self.reconnect_timeout_s, zero_ok=True)
-        _check_seconds("video_timeout_s", self.video_timeout_s)
-
-
-def _check_seconds(name: str, seconds: float, zero_ok: bool = False) -> None:
-    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_ok):
-        bound = ">= 0" if zero_ok else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {seconds}")
+        check_settings(
+            self.transport,
+            self.depth,
+            self.max_frames,
+            self.timeout_s,
+            self.reconnect_timeout_s,
+            self.video_timeout_s,
+        )
 
 
 def parse_args(argv: list[str] | None) -> StreamOptions:
@@ -101,30 +88,8 @@ def parse_args(argv: list[str] | None) -> StreamOptions:
     )
     # A string, not a Path: Path would fold the "//" of an rtsp:// URL, which OpenCV also opens.
     parser.add_argument("--video", required=True, help="input video file or stream URL")
-    parser.add_argument("--url", default="localhost:8001", help="Triton gRPC endpoint")
-    parser.add_argument(
-        "--transport", choices=TRANSPORT_KINDS, default="grpc", help="how frames travel"
-    )
-    parser.add_argument("--depth", type=int, default=2, help="requests in flight")
-    parser.add_argument("--out-dir", type=Path, default=Path("outputs"))
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    add_stream_arguments(parser)
     parser.add_argument("--no-video", action="store_true", help="skip annotated.mp4")
-    parser.add_argument(
-        "--timeout-s", type=float, default=TIMEOUT_S, help="per-request deadline (seconds)"
-    )
-    parser.add_argument(
-        "--reconnect-timeout-s",
-        type=float,
-        default=RECONNECT_TIMEOUT_S,
-        help="how long to wait for an unreachable or not ready server, at the start and after "
-        "it went away, retrying with growing pauses (0: check once)",
-    )
-    parser.add_argument(
-        "--video-timeout-s",
-        type=float,
-        default=VIDEO_TIMEOUT_S,
-        help="how long a stream URL may take to open and then to deliver each frame",
-    )
     args = parser.parse_args(argv)
     try:
         return StreamOptions(
@@ -143,46 +108,13 @@ def parse_args(argv: list[str] | None) -> StreamOptions:
         parser.error(str(error))
 
 
-def stream_to_outputs(
-    client: grpcclient.InferenceServerClient,
-    frames: Iterator[np.ndarray],
-    options: StreamOptions,
-    fps: float,
-    total: int | None,
-    summary: RunSummary,
-    reconnect: Reconnect,
-) -> None:
-    """Streams the frames and writes every outcome, counted in `summary` as it is written."""
-    with (
-        Outputs(options.out_dir, fps, options.write_video) as outputs,
-        make_transport(options.transport, client, options.depth) as transport,
-    ):
-        outcomes = stream_frames(
-            client,
-            frames,
-            transport,
-            options.depth,
-            timeout_s=options.timeout_s,
-            reconnect=reconnect,
-            stop=reconnect.stop,  # what ends the wait for the server ends the sending too
-        )
-        for outcome in tqdm(outcomes, total=total, unit="frame"):
-            if not outcome.ok:
-                logger.error("frame %d failed: %s", outcome.index, outcome.error)
-            outputs.write(outcome)
-            summary.count(outcome)
-
-
 def stream(options: StreamOptions, summary: RunSummary, stop: threading.Event) -> None:
     """Streams the video through the server at options.url and writes the outputs, keeping
     `summary` up to date. Returns early when `stop` is set.
 
     Raises:
         VideoError: the video cannot be opened, reports no frame rate or has no frames.
-        ServerUnavailable: the server was not ready in time, at the start or after it left.
-        InferenceServerException: the server refused the transport's shared memory.
-        TimeoutError: the client got stuck waiting for responses.
-        OSError: an output could not be written.
+        As clients.runner.serve otherwise.
     """
     with open_video(options.video, options.video_timeout_s) as video:
         frames = video.frames(options.max_frames)
@@ -190,42 +122,24 @@ def stream(options: StreamOptions, summary: RunSummary, stop: threading.Event) -
         if first is None:
             raise VideoError(f"video {options.video} has no frames")
         known = [n for n in (video.frame_count, options.max_frames) if n]
-        with grpcclient.InferenceServerClient(options.url) as client:
-            if not wait_until_ready(client, options.reconnect_timeout_s, stop):
-                return
-            stats = RunStats(client)
-            reconnect = Reconnect(client, options.reconnect_timeout_s, stop)
-            start = time.perf_counter()
-            try:
-                stream_to_outputs(
-                    client,
-                    itertools.chain([first], frames),
-                    options,
-                    video.fps,
-                    min(known) if known else None,
-                    summary,
-                    reconnect,
-                )
-            finally:
-                summary.took(time.perf_counter() - start)
-                summary.server_outages = reconnect.outages
-                served = summary.frames - summary.failed
-                summary.stages = stats.since_start(served, reconnect.outages)
-                summary.stats_missing = stats.missing
+        runner.serve(
+            options.url,
+            itertools.chain([first], frames),
+            options.transport,
+            options.depth,
+            options.timeout_s,
+            options.reconnect_timeout_s,
+            lambda: Outputs(options.out_dir, video.fps, options.write_video),
+            summary,
+            stop,
+            lambda outcomes: tqdm(outcomes, total=min(known) if known else None, unit="frame"),
+        )
 
 
 def run(options: StreamOptions, stop: threading.Event) -> RunSummary:
     """stream(), with whatever stops it early recorded in the summary rather than raised."""
     summary = RunSummary(options.video, options.transport, options.depth)
-    try:
-        stream(options, summary, stop)
-    except (ServerUnavailable, InferenceServerException) as error:
-        summary.stopped_because = f"Triton at {options.url}: {error}"
-    except (VideoError, TimeoutError, OSError) as error:
-        summary.stopped_because = str(error)
-    except Exception as error:  # a bug: the summary is written all the same
-        logger.exception("unexpected error")
-        summary.stopped_because = f"unexpected error: {type(error).__name__}: {error}"
+    runner.run_recorded(summary, options.url, lambda: stream(options, summary, stop))
     return summary
 
 
@@ -241,11 +155,10 @@ def execute(options: StreamOptions) -> int:
         if signals.received is not None:
             summary.exit_code = signals.exit_code
             summary.stopped_because = summary.stopped_because or f"{signals.received.name} received"
-        elif summary.stopped_because is not None:
-            summary.exit_code = EXIT_COULD_NOT_RUN
-            logger.error("%s", summary.stopped_because)
         else:
-            summary.exit_code = EXIT_FRAMES_FAILED if summary.failed else EXIT_OK
+            summary.exit_code = exit_code_of(summary)
+            if summary.stopped_because is not None:
+                logger.error("%s", summary.stopped_because)
         try:
             summary.write(options.out_dir)
         except OSError as error:
@@ -300,8 +213,7 @@ def stream_video(
         The exit code, as the module's documentation lists them (0, 1, 2, 130, 143).
 
     Raises:
-        ValueError: depth or max_frames below 1, a timeout that is no positive number of
-            seconds, or an unknown transport.
+        ValueError: as clients.runner.check_settings.
     """
     return execute(
         StreamOptions(

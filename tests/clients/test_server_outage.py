@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from clients import stream_video
+from clients import runner, stream_video
 from tools.make_sample_video import make_sample_video
 from tools.tritonserver import TritonServer
 
@@ -39,7 +39,7 @@ def server(model_repository, tmp_path):
 
 def after_frame(monkeypatch, index: int, action) -> None:
     """Runs action() once the outcome of frame `index` was handed to the CLI."""
-    real_stream = stream_video.stream_frames
+    real_stream = runner.stream_frames
 
     def stream(*args, **kwargs):
         for outcome in real_stream(*args, **kwargs):
@@ -47,7 +47,7 @@ def after_frame(monkeypatch, index: int, action) -> None:
             if outcome.index == index:
                 action()
 
-    monkeypatch.setattr(stream_video, "stream_frames", stream)
+    monkeypatch.setattr(runner, "stream_frames", stream)
 
 
 def restart_later(server: TritonServer, down_s: float, restarts: list[threading.Timer]) -> None:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clients import stream_video
+from clients import runner, stream_video
 from clients.server_stats import STAGES
 from clients.video import Video
 from tools.make_sample_video import make_sample_video
@@ -90,7 +90,7 @@ def test_video_streams_to_results_video_and_summary(
 
 @pytest.mark.integration
 def test_failed_frames_are_recorded_and_fail_the_run(triton_server, video, tmp_path, monkeypatch):
-    real_stream = stream_video.stream_frames
+    real_stream = runner.stream_frames
 
     def one_frame_fails(*args, **kwargs):
         for outcome in real_stream(*args, **kwargs):
@@ -98,7 +98,7 @@ def test_failed_frames_are_recorded_and_fail_the_run(triton_server, video, tmp_p
                 outcome.result, outcome.error = None, "injected failure"
             yield outcome
 
-    monkeypatch.setattr(stream_video, "stream_frames", one_frame_fails)
+    monkeypatch.setattr(runner, "stream_frames", one_frame_fails)
     out = tmp_path / "out"
     argv = ["--video", str(video), "--url", triton_server.grpc_url, "--out-dir", str(out)]
     assert stream_video.main([*argv, "--max-frames", "3", "--no-video"]) == 1

@@ -49,6 +49,12 @@ def test_the_client_package_imports_and_decodes_without_torch():
             "clients.video",
             "clients.outputs",
             "clients.signals",
+            "clients.runner",
+            "clients.sources",
+            "clients.drop_policy",
+            "clients.status",
+            "clients.streams",
+            "clients.supervision_adapter",
         ):
             importlib.import_module(module)
 

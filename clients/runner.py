@@ -1,0 +1,176 @@
+"""What every streaming CLI does for one stream, shared by clients.stream_video (one video) and
+clients.streams (many sources): its settings checked and parsed, the server waited for, the
+frames streamed into the stream's outputs and summary, and whatever stops it recorded there
+(never raised) with its exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from clients.outputs import Outputs, RunSummary
+from clients.reconnect import Reconnect, ServerUnavailable, wait_until_ready
+from clients.server_stats import RunStats
+from clients.stream import FrameOutcome, Unsent, stream_frames
+from clients.transports import TRANSPORT_KINDS, make_transport
+from clients.video import VideoError
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FRAMES_FAILED, EXIT_COULD_NOT_RUN = 0, 1, 2
+TIMEOUT_S, RECONNECT_TIMEOUT_S, VIDEO_TIMEOUT_S = 60.0, 30.0, 10.0
+
+
+def check_settings(
+    transport: str,
+    depth: int,
+    max_frames: int | None,
+    timeout_s: float,
+    reconnect_timeout_s: float,
+    video_timeout_s: float,
+) -> None:
+    """Refuses settings no stream can run with.
+
+    Raises:
+        ValueError: an unknown transport, depth or max_frames below 1, or a timeout that is no
+            positive number of seconds (reconnect_timeout_s may be 0: check once).
+    """
+    if transport not in TRANSPORT_KINDS:
+        raise ValueError(f"unknown transport {transport!r}; choose one of {list(TRANSPORT_KINDS)}")
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    _check_seconds("timeout_s", timeout_s)
+    _check_seconds("reconnect_timeout_s", reconnect_timeout_s, zero_ok=True)
+    _check_seconds("video_timeout_s", video_timeout_s)
+
+
+def _check_seconds(name: str, seconds: float, zero_ok: bool = False) -> None:
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {seconds}")
+
+
+def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every streaming CLI takes: server, transport, depth, limits, deadlines."""
+    parser.add_argument("--url", default="localhost:8001", help="Triton gRPC endpoint")
+    parser.add_argument(
+        "--transport", choices=TRANSPORT_KINDS, default="grpc", help="how frames travel"
+    )
+    parser.add_argument("--depth", type=int, default=2, help="requests in flight (per stream)")
+    parser.add_argument("--out-dir", type=Path, default=Path("outputs"))
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument(
+        "--timeout-s", type=float, default=TIMEOUT_S, help="per-request deadline (seconds)"
+    )
+    parser.add_argument(
+        "--reconnect-timeout-s",
+        type=float,
+        default=RECONNECT_TIMEOUT_S,
+        help="how long to wait for an unreachable or not ready server, at the start and after "
+        "it went away, retrying with growing pauses (0: check once)",
+    )
+    parser.add_argument(
+        "--video-timeout-s",
+        type=float,
+        default=VIDEO_TIMEOUT_S,
+        help="how long a stream URL may take to open and then to deliver each frame",
+    )
+
+
+def serve(
+    url: str,
+    frames: Iterable[np.ndarray | Unsent],
+    transport: str,
+    depth: int,
+    timeout_s: float,
+    reconnect_timeout_s: float,
+    outputs: Callable[[], Outputs],
+    summary: RunSummary,
+    stop: threading.Event,
+    watch: Callable[[Iterable[FrameOutcome]], Iterable[FrameOutcome]] = lambda outcomes: outcomes,
+    read_stats: bool = True,
+) -> None:
+    """Waits for the server at `url`, streams the frames and writes every outcome, counted in
+    `summary` as it is written; returns early when `stop` is set.
+
+    Args:
+        url, transport, depth, timeout_s, reconnect_timeout_s: as check_settings takes them.
+        frames: the stream's frames (or Unsent in place of one).
+        outputs: opens the stream's outputs, once the server is ready.
+        summary: kept up to date, seconds, outages and statistics included.
+        stop: ends the wait for the server and the sending.
+        watch: wraps the outcomes as they come (a progress bar, a live display).
+        read_stats: read Triton's per-stage statistics for the summary; they are server-wide,
+            so a run of many streams leaves them out of each stream's summary.
+
+    Raises:
+        ServerUnavailable: the server was not ready in time, at the start or after it left.
+        InferenceServerException: the server refused the transport's shared memory.
+        TimeoutError: the client got stuck waiting for responses.
+        OSError: an output could not be written.
+    """
+    with grpcclient.InferenceServerClient(url) as client:
+        if not wait_until_ready(client, reconnect_timeout_s, stop):
+            return
+        stats = RunStats(client) if read_stats else None
+        reconnect = Reconnect(client, reconnect_timeout_s, stop)
+        start = time.perf_counter()
+        try:
+            with outputs() as written, make_transport(transport, client, depth) as carrier:
+                outcomes = stream_frames(
+                    client,
+                    frames,
+                    carrier,
+                    depth,
+                    timeout_s=timeout_s,
+                    reconnect=reconnect,
+                    stop=stop,  # what ends the wait for the server ends the sending too
+                )
+                for outcome in watch(outcomes):
+                    if not outcome.ok and not outcome.dropped:
+                        logger.error(
+                            "%s: frame %d failed: %s", summary.video, outcome.index, outcome.error
+                        )
+                    written.write(outcome)
+                    summary.count(outcome)
+        finally:
+            summary.took(time.perf_counter() - start)
+            summary.server_outages = reconnect.outages
+            if stats is None:
+                summary.stats_missing = "server-wide: not read per stream of a run of many"
+            else:
+                summary.stages = stats.since_start(summary.served, reconnect.outages)
+                summary.stats_missing = stats.missing
+
+
+def run_recorded(summary: RunSummary, url: str, work: Callable[[], None]) -> None:
+    """Runs `work` (one stream), recording whatever stops it early in summary.stopped_because
+    instead of raising: the summary is written all the same."""
+    try:
+        work()
+    except (ServerUnavailable, InferenceServerException) as error:
+        summary.stopped_because = f"Triton at {url}: {error}"
+    except (VideoError, TimeoutError, OSError) as error:
+        summary.stopped_because = str(error)
+    except Exception as error:  # a bug: the summary is written all the same
+        logger.exception("unexpected error")
+        summary.stopped_because = f"unexpected error: {type(error).__name__}: {error}"
+
+
+def exit_code_of(summary: RunSummary) -> int:
+    """2: the stream stopped early; 1: some frames failed or were dropped; 0: all served."""
+    if summary.stopped_because is not None:
+        return EXIT_COULD_NOT_RUN
+    return EXIT_FRAMES_FAILED if summary.failed or summary.dropped else EXIT_OK

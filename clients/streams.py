@@ -1,0 +1,351 @@
+"""Streams many sources at once through the RF-DETR-Seg ensemble on Triton, each its own stream.
+
+    python -m clients.streams --url HOST:8001 --transport grpc|system_shm \\
+        --source a.mp4 --source rtsp://cam/1 --source folder_of_images/ \\
+        [--depth 2] [--out-dir outputs/] [--max-frames N] [--timeout-s S] \\
+        [--reconnect-timeout-s S] [--video-timeout-s S]
+
+Sources: video files and stream URLs (OpenCV), folders of .jpg/.png images (sorted by name; an
+image that cannot be read is a failed frame). Every source runs on its own thread with its own
+gRPC client and transport ring, results in frame order, and writes
+<out-dir>/<stream>/results.jsonl and <out-dir>/<stream>/summary.json (as clients.stream_video,
+without annotated.mp4); <stream> is the file, folder or URL's name. A stream that dies (cannot
+be opened, server gone past the deadline) says why in its summary; the others go on.
+
+Live sources (URLs) never queue up: when the server falls behind, newest wins (the frame waiting
+for a slot is dropped for a newer one) and each dropped frame is a line {"dropped": true} of
+results.jsonl and counted in "dropped"; files and folders wait for the server instead.
+
+One status line per stream (frames/s, latency p50/p99, dropped, failed) goes to stderr every
+second. <out-dir>/summary.json sums the streams up (frames, failed, dropped, fps of each).
+
+Exit codes (also the top summary's "exit_code"):
+  0    every frame of every stream was served
+  1    some frames failed or were dropped, or a stream died (the others went on)
+  2    could not run at all: a bad option or an unusable output folder (no summary.json), or
+       no stream could stream
+  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: every stream stops sending, waits for its
+       frames in flight, releases its shared memory and writes its summary
+
+From Python: run_streams(sources, url, ...), the exit code returned; a source may also be a
+clients.sources.Source object (live or not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clients import runner
+from clients.drop_policy import newest_wins
+from clients.outputs import SUMMARY, OutputError, Outputs, RunSummary, prepare_out_dir
+from clients.runner import (
+    EXIT_COULD_NOT_RUN,
+    EXIT_FRAMES_FAILED,
+    EXIT_OK,
+    RECONNECT_TIMEOUT_S,
+    TIMEOUT_S,
+    VIDEO_TIMEOUT_S,
+    add_stream_arguments,
+    check_settings,
+    exit_code_of,
+)
+from clients.signals import StopOnSignals
+from clients.sources import Source, open_source
+from clients.status import StatusDisplay, StreamStatus
+from clients.stream import FrameOutcome, Unsent
+from clients.video import VideoError
+
+logger = logging.getLogger("streams")
+
+
+@dataclass(frozen=True)
+class StreamsOptions:
+    """What a run of many streams streams, to where, how: run_streams' arguments, checked.
+
+    Raises:
+        ValueError: no source, or as clients.runner.check_settings.
+    """
+
+    sources: tuple[str | Source, ...]
+    url: str
+    transport: str
+    depth: int
+    out_dir: Path
+    max_frames: int | None  # per stream
+    timeout_s: float
+    reconnect_timeout_s: float
+    video_timeout_s: float
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ValueError("give at least one source")
+        check_settings(
+            self.transport,
+            self.depth,
+            self.max_frames,
+            self.timeout_s,
+            self.reconnect_timeout_s,
+            self.video_timeout_s,
+        )
+
+
+def parse_args(argv: list[str] | None) -> StreamsOptions:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        help="a video file, a stream URL or a folder of images; repeat for more streams",
+    )
+    add_stream_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return StreamsOptions(
+            tuple(args.source),
+            args.url,
+            args.transport,
+            args.depth,
+            args.out_dir,
+            args.max_frames,
+            args.timeout_s,
+            args.reconnect_timeout_s,
+            args.video_timeout_s,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def stream_names(sources: Sequence[str | Source]) -> list[str]:
+    """A distinct folder name per source: the file or folder's name without suffix, the URL's
+    host and path; characters a file name should not hold become "_", repeats get -2, -3..."""
+    names: list[str] = []
+    for source in sources:
+        spec = source if isinstance(source, str) else source.name
+        if "://" in spec:
+            base = spec.split("://", 1)[1]
+        else:
+            base = Path(spec.rstrip("/")).stem or "stream"
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("_.") or "stream"
+        name = base
+        for n in itertools.count(2):
+            if name not in names:
+                break
+            name = f"{base}-{n}"
+        names.append(name)
+    return names
+
+
+def _frames(source: Source, options: StreamsOptions, stop: threading.Event):
+    """The source's frames as its stream takes them: at most max_frames, newest-wins if live."""
+    frames: Iterable[np.ndarray | Unsent] = itertools.islice(source.frames(), options.max_frames)
+    if source.live:
+        # The reader waits at most one read (bounded by the video timeout) before release.
+        return contextlib.closing(newest_wins(frames, stop, options.video_timeout_s + 1.0))
+    return contextlib.nullcontext(frames)
+
+
+def stream_one(
+    source: str | Source,
+    out_dir: Path,
+    options: StreamsOptions,
+    stop: threading.Event,
+    status: StreamStatus,
+) -> RunSummary:
+    """One stream, start to end, on the calling thread; what stops it is in its summary, which
+    is also written to out_dir (prepare_out_dir'd)."""
+    spec = source if isinstance(source, str) else source.name
+    summary = RunSummary(spec, options.transport, options.depth)
+
+    def watch(outcomes: Iterable[FrameOutcome]) -> Iterable[FrameOutcome]:
+        status.state = "streaming"
+        for outcome in outcomes:
+            status.count(outcome)
+            yield outcome
+
+    def work() -> None:
+        opened = open_source(source, options.video_timeout_s) if isinstance(source, str) else source
+        with opened, _frames(opened, options, stop) as frames:
+            runner.serve(
+                options.url,
+                frames,
+                options.transport,
+                options.depth,
+                options.timeout_s,
+                options.reconnect_timeout_s,
+                lambda: Outputs(out_dir, opened.fps, write_video=False),
+                summary,
+                stop,
+                watch,
+                read_stats=False,
+            )
+        if summary.frames == 0 and not stop.is_set():
+            raise VideoError(f"{spec} has no frames")
+
+    runner.run_recorded(summary, options.url, work)
+    summary.exit_code = exit_code_of(summary)
+    if summary.stopped_because is not None:
+        status.state = "died"
+        logger.error("stream %s died: %s", spec, summary.stopped_because)
+    else:
+        status.state = "done"
+    try:
+        summary.write(out_dir)
+    except OSError as error:
+        logger.error("cannot write the summary of %s: %s", spec, error)
+    return summary
+
+
+def top_summary(
+    names: list[str], summaries: list[RunSummary], seconds: float, exit_code: int
+) -> dict:
+    """The run's summary.json: every stream's counts and the totals."""
+    frames = sum(s.frames for s in summaries)
+    return {
+        "streams": [
+            {
+                "name": name,
+                "source": s.video,
+                "frames": s.frames,
+                "failed": s.failed,
+                "dropped": s.dropped,
+                "fps": s.fps,
+                "exit_code": s.exit_code,
+                "stopped_because": s.stopped_because,
+            }
+            for name, s in zip(names, summaries, strict=True)
+        ],
+        "frames": frames,
+        "failed": sum(s.failed for s in summaries),
+        "dropped": sum(s.dropped for s in summaries),
+        "seconds": seconds,
+        "fps": frames / seconds if seconds > 0 else 0.0,  # all streams together
+        "exit_code": exit_code,
+    }
+
+
+def run_exit_code(summaries: list[RunSummary]) -> int:
+    """2: no stream streamed a frame; 1: a stream died or lost frames; 0: all served."""
+    if all(s.stopped_because is not None and s.frames == 0 for s in summaries):
+        return EXIT_COULD_NOT_RUN
+    return EXIT_OK if all(s.exit_code == EXIT_OK for s in summaries) else EXIT_FRAMES_FAILED
+
+
+def execute(options: StreamsOptions, status_interval_s: float = 1.0) -> int:
+    """What run_streams and the CLI do once the options are checked; returns the exit code."""
+    names = stream_names(options.sources)
+    out_dirs = [options.out_dir / name for name in names]
+    try:
+        for out_dir in (options.out_dir, *out_dirs):
+            prepare_out_dir(out_dir)
+    except OutputError as error:
+        logger.error("%s", error)
+        return EXIT_COULD_NOT_RUN
+    statuses = [StreamStatus(name) for name in names]
+    summaries: list[RunSummary | None] = [None] * len(names)
+
+    def one(i: int) -> None:
+        summaries[i] = stream_one(
+            options.sources[i], out_dirs[i], options, signals.event, statuses[i]
+        )
+
+    start = time.perf_counter()
+    with StopOnSignals() as signals, StatusDisplay(statuses, status_interval_s):
+        threads = [
+            threading.Thread(target=one, args=(i,), name=name) for i, name in enumerate(names)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            # Short joins: the main thread must come back to Python to run the signal handlers.
+            while thread.is_alive():
+                thread.join(0.2)
+    exit_code = signals.exit_code or run_exit_code(summaries)
+    summary = top_summary(names, summaries, time.perf_counter() - start, exit_code)
+    try:
+        (options.out_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as error:
+        logger.error("cannot write the summary: %s", error)
+        return EXIT_COULD_NOT_RUN
+    for entry in summary["streams"]:
+        print(
+            f"{entry['name']}: frames {entry['frames']}  failed {entry['failed']}  "
+            f"dropped {entry['dropped']}  {entry['fps']:.2f} frames/s"
+            + (f"  died: {entry['stopped_because']}" if entry["stopped_because"] else "")
+        )
+    print(f"all streams: {summary['fps']:.2f} frames/s; exit code {exit_code}")
+    return exit_code
+
+
+def run_streams(
+    sources: Sequence[str | Path | Source],
+    url: str,
+    transport: str = "system_shm",
+    depth: int = 2,
+    out_dir: Path = Path("outputs"),
+    max_frames: int | None = None,
+    timeout_s: float = TIMEOUT_S,
+    reconnect_timeout_s: float = RECONNECT_TIMEOUT_S,
+    video_timeout_s: float = VIDEO_TIMEOUT_S,
+    status_interval_s: float = 1.0,
+) -> int:
+    """Streams every source at once through the ensemble at `url`, each into
+    out_dir/<name>/results.jsonl and summary.json, and sums them up in out_dir/summary.json.
+
+    What the CLI (main) does, callable without building an argv; errors that stop a stream are
+    logged and recorded in its summary, not raised.
+
+    Args:
+        sources: video files, stream URLs (give them as str), image folders, or Source objects
+            (a Source with live=True is streamed newest-wins).
+        url: Triton's gRPC endpoint, HOST:PORT.
+        transport: one of clients.transports.TRANSPORT_KINDS.
+        depth: requests in flight per stream.
+        out_dir: where the outputs go; created if missing, an earlier run's outputs removed.
+        max_frames: per stream; None: all of each.
+        timeout_s, reconnect_timeout_s, video_timeout_s: as clients.stream_video.stream_video.
+        status_interval_s: seconds between status lines (at least 1).
+
+    Returns:
+        The exit code, as the module's documentation lists them (0, 1, 2, 130, 143).
+
+    Raises:
+        ValueError: no source, or as clients.runner.check_settings.
+    """
+    return execute(
+        StreamsOptions(
+            tuple(s if isinstance(s, Source) else str(s) for s in sources),
+            url,
+            transport,
+            depth,
+            Path(out_dir),
+            max_frames,
+            timeout_s,
+            reconnect_timeout_s,
+            video_timeout_s,
+        ),
+        status_interval_s,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    return execute(options)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
