@@ -55,13 +55,25 @@ def stage_devices(args: dict) -> StageDevices:
     return StageDevices(gpu, gpu if gpu_tensors else torch.device("cpu"))
 
 
-def stage_impl(args: dict, impls: Mapping[str, Callable], devices: StageDevices) -> Callable:
-    """The implementation the config's `impl` parameter names, logged once at load."""
+def stage_impl(args: dict, impls: Mapping[str, Callable], devices: StageDevices) -> tuple[str, Callable]:
+    """(name, implementation) the config's `impl` parameter names, logged once at load."""
     impl = model_parameter(args, "impl")
     if impl not in impls:
         raise ValueError(f"config.pbtxt of {args['model_name']}: unknown impl {impl!r}; choose one of {list(impls)}")
     log_info(f"{args['model_name']}: impl {impl}, computes on {devices.compute}, outputs on {devices.outputs}")
-    return impls[impl]
+    return impl, impls[impl]
+
+
+def max_batch_size(args: dict) -> int:
+    return int(json.loads(args["model_config"])["max_batch_size"])
+
+
+def input_dims(args: dict, name: str) -> list[int]:
+    """An input's dims as the config declares them (without the batch axis)."""
+    for tensor in json.loads(args["model_config"])["input"]:
+        if tensor["name"] == name:
+            return [int(d) for d in tensor["dims"]]
+    raise ValueError(f"config.pbtxt of {args['model_name']} has no input {name!r}")
 
 
 def log_info(message: str) -> None:

@@ -1,4 +1,5 @@
 import os
+import time
 
 import torch
 
@@ -7,7 +8,17 @@ from backends.classes import ClassTable
 from backends.postprocess import POSTPROCESS_IMPLS
 from backends.postprocess_settings import PostprocessSettings
 from backends.results import encode_result
-from backends.triton_model import input_tensor, model_parameter, serve_batch, stage_devices, stage_impl
+from backends.triton_model import (
+    input_dims,
+    input_tensor,
+    log_info,
+    max_batch_size,
+    model_parameter,
+    serve_batch,
+    stage_devices,
+    stage_impl,
+)
+from backends.warmup import WARM_UP_FRAME, synthetic_engine_outputs
 
 INPUTS = (c.DETS, c.LABELS, c.MASKS, c.IMAGE_SIZE)
 
@@ -22,7 +33,22 @@ class TritonPythonModel:
             polygons=model_parameter(args, "polygons") == "yes",
         )
         self.devices = stage_devices(args)
-        self.postprocess = stage_impl(args, POSTPROCESS_IMPLS, self.devices)
+        impl, self.postprocess = stage_impl(args, POSTPROCESS_IMPLS, self.devices)
+        if impl != "reference":  # kernels compile per shape variant on first use
+            start = time.perf_counter()
+            self._warm_up(args)
+            log_info(f"{args['model_name']}: warmed up in {time.perf_counter() - start:.1f} s")
+
+    def _warm_up(self, args):
+        num_queries, num_classes = input_dims(args, c.LABELS)
+        mask_size = input_dims(args, c.MASKS)[-1]
+        # A few detections and every query selected, at batch 1 and the largest batch.
+        for batch in (1, max_batch_size(args)):
+            for confident in (4, num_queries):
+                outputs = synthetic_engine_outputs(
+                    batch, num_queries, num_classes, mask_size, confident, self.devices.compute
+                )
+                self.postprocess(*outputs, [WARM_UP_FRAME] * batch, self.settings)
 
     def _read(self, request):
         return {name: input_tensor(request, name) for name in INPUTS}

@@ -4,8 +4,10 @@ from backends.contract import ENGINE_INPUT, IMAGE, IMAGE_SIZE
 from backends.errors import InvalidRequestError
 from backends.frames import check_frame
 from backends.preprocess import PREPROCESS_IMPLS
+from backends.warmup import synthetic_frames
 from backends.triton_model import (
     input_tensor,
+    max_batch_size,
     model_parameter,
     serve_batch,
     split_rows,
@@ -18,7 +20,10 @@ class TritonPythonModel:
     def initialize(self, args):
         self.resolution = int(model_parameter(args, "resolution"))
         self.devices = stage_devices(args)
-        self.preprocess = stage_impl(args, PREPROCESS_IMPLS, self.devices)
+        impl, self.preprocess = stage_impl(args, PREPROCESS_IMPLS, self.devices)
+        if impl != "reference":  # kernels compile on first use: not on the first requests
+            for batch in (1, max_batch_size(args)):
+                self.preprocess(synthetic_frames(batch, self.devices.compute), self.resolution, self.devices.compute)
 
     def _read(self, request):
         image = input_tensor(request, IMAGE)
