@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,29 +32,41 @@ EXIT_OK, EXIT_FRAMES_FAILED, EXIT_COULD_NOT_RUN = 0, 1, 2
 TIMEOUT_S, RECONNECT_TIMEOUT_S, VIDEO_TIMEOUT_S = 60.0, 30.0, 10.0
 
 
-def check_settings(
-    transport: str,
-    depth: int,
-    max_frames: int | None,
-    timeout_s: float,
-    reconnect_timeout_s: float,
-    video_timeout_s: float,
-) -> None:
-    """Refuses settings no stream can run with.
+@dataclass(frozen=True)
+class StreamSettings:
+    """What every streaming command takes: the server, the transport, how deep, where results go
+    and how long to wait. Checked on construction.
 
     Raises:
         ValueError: an unknown transport, depth or max_frames below 1, or a timeout that is no
             positive number of seconds (reconnect_timeout_s may be 0: check once).
     """
-    if transport not in TRANSPORT_KINDS:
-        raise ValueError(f"unknown transport {transport!r}; choose one of {list(TRANSPORT_KINDS)}")
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    _check_seconds("timeout_s", timeout_s)
-    _check_seconds("reconnect_timeout_s", reconnect_timeout_s, zero_ok=True)
-    _check_seconds("video_timeout_s", video_timeout_s)
+
+    url: str  # Triton's gRPC endpoint
+    transport: str
+    depth: int
+    out_dir: Path
+    max_frames: int | None  # per stream
+    timeout_s: float  # per request
+    reconnect_timeout_s: float  # waiting for the server, at the start and after an outage
+    video_timeout_s: float  # opening a stream URL, then each of its frames
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORT_KINDS:
+            kinds = list(TRANSPORT_KINDS)
+            raise ValueError(f"unknown transport {self.transport!r}; choose one of {kinds}")
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+        _check_seconds("timeout_s", self.timeout_s)
+        _check_seconds("reconnect_timeout_s", self.reconnect_timeout_s, zero_ok=True)
+        _check_seconds("video_timeout_s", self.video_timeout_s)
+
+
+def settings_from_args(args: argparse.Namespace) -> dict:
+    """The StreamSettings fields add_stream_arguments parsed, as keyword arguments."""
+    return {name: getattr(args, name) for name in StreamSettings.__dataclass_fields__}
 
 
 def _check_seconds(name: str, seconds: float, zero_ok: bool = False) -> None:
@@ -106,7 +119,7 @@ def serve(
     `summary` as it is written; returns early when `stop` is set.
 
     Args:
-        url, transport, depth, timeout_s, reconnect_timeout_s: as check_settings takes them.
+        url, transport, depth, timeout_s, reconnect_timeout_s: as StreamSettings holds them.
         frames: the stream's frames (or Unsent in place of one).
         outputs: opens the stream's outputs, once the server is ready.
         summary: kept up to date, seconds, outages and statistics included.

@@ -43,7 +43,8 @@ from clients.runner import (
     TIMEOUT_S,
     VIDEO_TIMEOUT_S,
     add_stream_arguments,
-    check_settings,
+    StreamSettings,
+    settings_from_args,
     exit_code_of,
 )
 from clients.signals import StopOnSignals
@@ -53,33 +54,15 @@ logger = logging.getLogger("stream_video")
 
 
 @dataclass(frozen=True)
-class StreamOptions:
+class StreamOptions(StreamSettings):
     """What one run streams, to where, how: stream_video's arguments, checked.
 
     Raises:
-        ValueError: as clients.runner.check_settings.
+        ValueError: as clients.runner.StreamSettings.
     """
 
     video: str  # a file or a stream URL OpenCV opens
-    url: str  # Triton's gRPC endpoint
-    transport: str
-    depth: int
-    out_dir: Path
-    max_frames: int | None
     write_video: bool
-    timeout_s: float  # per request
-    reconnect_timeout_s: float  # waiting for the server, at the start and after an outage
-    video_timeout_s: float  # opening a stream URL, then each of its frames
-
-    def __post_init__(self) -> None:
-        check_settings(
-            self.transport,
-            self.depth,
-            self.max_frames,
-            self.timeout_s,
-            self.reconnect_timeout_s,
-            self.video_timeout_s,
-        )
 
 
 def parse_args(argv: list[str] | None) -> StreamOptions:
@@ -93,16 +76,7 @@ def parse_args(argv: list[str] | None) -> StreamOptions:
     args = parser.parse_args(argv)
     try:
         return StreamOptions(
-            args.video,
-            args.url,
-            args.transport,
-            args.depth,
-            args.out_dir,
-            args.max_frames,
-            not args.no_video,
-            args.timeout_s,
-            args.reconnect_timeout_s,
-            args.video_timeout_s,
+            **settings_from_args(args), video=args.video, write_video=not args.no_video
         )
     except ValueError as error:
         parser.error(str(error))
@@ -213,20 +187,20 @@ def stream_video(
         The exit code, as the module's documentation lists them (0, 1, 2, 130, 143).
 
     Raises:
-        ValueError: as clients.runner.check_settings.
+        ValueError: as clients.runner.StreamSettings.
     """
     return execute(
         StreamOptions(
-            str(video),
-            url,
-            transport,
-            depth,
-            Path(out_dir),
-            max_frames,
-            write_video,
-            timeout_s,
-            reconnect_timeout_s,
-            video_timeout_s,
+            url=url,
+            transport=transport,
+            depth=depth,
+            out_dir=Path(out_dir),
+            max_frames=max_frames,
+            timeout_s=timeout_s,
+            reconnect_timeout_s=reconnect_timeout_s,
+            video_timeout_s=video_timeout_s,
+            video=str(video),
+            write_video=write_video,
         )
     )
 

@@ -58,7 +58,8 @@ from clients.runner import (
     TIMEOUT_S,
     VIDEO_TIMEOUT_S,
     add_stream_arguments,
-    check_settings,
+    StreamSettings,
+    settings_from_args,
     exit_code_of,
 )
 from clients.signals import StopOnSignals
@@ -71,34 +72,19 @@ logger = logging.getLogger("streams")
 
 
 @dataclass(frozen=True)
-class StreamsOptions:
+class StreamsOptions(StreamSettings):
     """What a run of many streams streams, to where, how: run_streams' arguments, checked.
 
     Raises:
-        ValueError: no source, or as clients.runner.check_settings.
+        ValueError: no source, or as clients.runner.StreamSettings.
     """
 
     sources: tuple[str | Source, ...]
-    url: str
-    transport: str
-    depth: int
-    out_dir: Path
-    max_frames: int | None  # per stream
-    timeout_s: float
-    reconnect_timeout_s: float
-    video_timeout_s: float
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.sources:
             raise ValueError("give at least one source")
-        check_settings(
-            self.transport,
-            self.depth,
-            self.max_frames,
-            self.timeout_s,
-            self.reconnect_timeout_s,
-            self.video_timeout_s,
-        )
 
 
 def parse_args(argv: list[str] | None) -> StreamsOptions:
@@ -114,17 +100,7 @@ def parse_args(argv: list[str] | None) -> StreamsOptions:
     add_stream_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return StreamsOptions(
-            tuple(args.source),
-            args.url,
-            args.transport,
-            args.depth,
-            args.out_dir,
-            args.max_frames,
-            args.timeout_s,
-            args.reconnect_timeout_s,
-            args.video_timeout_s,
-        )
+        return StreamsOptions(**settings_from_args(args), sources=tuple(args.source))
     except ValueError as error:
         parser.error(str(error))
 
@@ -323,19 +299,19 @@ def run_streams(
         The exit code, as the module's documentation lists them (0, 1, 2, 130, 143).
 
     Raises:
-        ValueError: no source, or as clients.runner.check_settings.
+        ValueError: no source, or as clients.runner.StreamSettings.
     """
     return execute(
         StreamsOptions(
-            tuple(s if isinstance(s, Source) else str(s) for s in sources),
-            url,
-            transport,
-            depth,
-            Path(out_dir),
-            max_frames,
-            timeout_s,
-            reconnect_timeout_s,
-            video_timeout_s,
+            url=url,
+            transport=transport,
+            depth=depth,
+            out_dir=Path(out_dir),
+            max_frames=max_frames,
+            timeout_s=timeout_s,
+            reconnect_timeout_s=reconnect_timeout_s,
+            video_timeout_s=video_timeout_s,
+            sources=tuple(s if isinstance(s, Source) else str(s) for s in sources),
         ),
         status_interval_s,
     )

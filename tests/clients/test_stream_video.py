@@ -304,11 +304,13 @@ def test_the_command_line_becomes_the_options(tmp_path):
     argv = ["--video", "rtsp://camera//stream", "--url", "host:9", "--transport", "system_shm"]
     argv += ["--depth", "3", "--out-dir", str(tmp_path), "--max-frames", "5", "--no-video"]
     argv += ["--timeout-s", "2.5", "--reconnect-timeout-s", "0", "--video-timeout-s", "3"]
+    expected = ("host:9", "system_shm", 3, tmp_path, 5, 2.5, 0.0, 3.0)
     assert stream_video.parse_args(argv) == stream_video.StreamOptions(
-        "rtsp://camera//stream", "host:9", "system_shm", 3, tmp_path, 5, False, 2.5, 0.0, 3.0
+        *expected, video="rtsp://camera//stream", write_video=False
     )
+    defaults = ("localhost:8001", "grpc", 2, Path("outputs"), None, 60.0, 30.0, 10.0)
     assert stream_video.parse_args(["--video", "in.mp4"]) == stream_video.StreamOptions(
-        "in.mp4", "localhost:8001", "grpc", 2, Path("outputs"), None, True, 60.0, 30.0, 10.0
+        *defaults, video="in.mp4", write_video=True
     )
 
 
