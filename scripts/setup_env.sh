@@ -16,6 +16,9 @@ pip() {
 echo "setup_env: installing into .venv (log: $log)"
 pip install "torch==2.13.0"
 pip install -e ".[export,test]"
+# The Triton-lang kernels need triton. A CUDA torch brings its own, pinned to it; the CPU torch
+# brings none, and there the kernel tests run in triton's CPU interpreter, exact from 3.9 on.
+.venv/bin/python -c "import triton" 2>/dev/null || pip install "triton==3.9.0"
 .venv/bin/python -c "import torch, onnxruntime, tritonclient.grpc
 from backends.torchvision_cpu import ensure_torchvision_importable; ensure_torchvision_importable()
 import rfdetr" \
