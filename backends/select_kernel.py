@@ -48,6 +48,16 @@ class Selection:
 
 
 @triton.jit
+def _score_keys(probs, idx, n_flat, idx_mask, IDX_BITS: tl.constexpr):
+    """A tile's score bits (a NaN as _NAN_BITS) and sort keys: (score bits << IDX_BITS) |
+    inverted flat index, so keys order by score descending, then flat index ascending."""
+    p = tl.load(probs + idx, mask=idx < n_flat, other=0.0)
+    bits = tl.where(p != p, _NAN_BITS, p.to(tl.int32, bitcast=True))
+    key = (bits.to(tl.int64) << IDX_BITS) | (idx_mask - idx).to(tl.int64)
+    return bits, key
+
+
+@triton.jit
 def _select_kernel(
     probs_ptr,  # *fp32 (B, N): class probabilities, N = Q * C, query-major
     dets_ptr,  # *fp32 (B, Q, 4): normalized cxcywh boxes
@@ -75,8 +85,7 @@ def _select_kernel(
     n = tl.zeros([], tl.int32)
     for start in range(0, n_flat, BLOCK):
         idx = start + lanes
-        p = tl.load(probs + idx, mask=idx < n_flat, other=0.0)
-        bits = tl.where(p != p, _NAN_BITS, p.to(tl.int32, bitcast=True))
+        bits, _ = _score_keys(probs, idx, n_flat, idx_mask, IDX_BITS)
         n += tl.sum(((bits > thr_bits) & (idx < n_flat)).to(tl.int32), axis=0)
 
     # 2. Too many to rank: the k-th largest key, one key bit at a time (keys are unique, so
@@ -91,9 +100,7 @@ def _select_kernel(
             above = tl.zeros([], tl.int32)
             for start in range(0, n_flat, BLOCK):
                 idx = start + lanes
-                p = tl.load(probs + idx, mask=idx < n_flat, other=0.0)
-                bits = tl.where(p != p, _NAN_BITS, p.to(tl.int32, bitcast=True))
-                key = (bits.to(tl.int64) << IDX_BITS) | (idx_mask - idx).to(tl.int64)
+                bits, key = _score_keys(probs, idx, n_flat, idx_mask, IDX_BITS)
                 hit = (bits > thr_bits) & (idx < n_flat) & (key >= trial)
                 above += tl.sum(hit.to(tl.int32), axis=0)
             if above >= k:
@@ -104,9 +111,7 @@ def _select_kernel(
     m = tl.zeros([], tl.int32)
     for start in range(0, n_flat, BLOCK):
         idx = start + lanes
-        p = tl.load(probs + idx, mask=idx < n_flat, other=0.0)
-        bits = tl.where(p != p, _NAN_BITS, p.to(tl.int32, bitcast=True))
-        key = (bits.to(tl.int64) << IDX_BITS) | (idx_mask - idx).to(tl.int64)
+        bits, key = _score_keys(probs, idx, n_flat, idx_mask, IDX_BITS)
         keep = (bits > thr_bits) & (idx < n_flat) & (key >= lowest)
         slot = m + tl.cumsum(keep.to(tl.int32), axis=0) - 1
         tl.store(scratch + slot, key, mask=keep)
