@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from backends.contract import ENGINE_INPUT, ENGINE_OUTPUTS
+from backends.contract import DETS, ENGINE_INPUT, ENGINE_OUTPUTS, LABELS, EngineShape
 
 
 class EngineContractError(ValueError):
@@ -34,6 +34,10 @@ class OnnxEngine:
         shape = self.session.get_inputs()[0].shape
         self.resolution = int(shape[-1])
         self.dynamic_batch = not isinstance(shape[0], int)
+        # Read from the file itself: a checkpoint may change Q or C from its size's defaults,
+        # and configs and settings must say what the engine really returns.
+        sizes = {o.name: o.shape for o in self.session.get_outputs()}
+        self.shape = EngineShape(self.resolution, int(sizes[DETS][1]), int(sizes[LABELS][2]))
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """(B, 3, R, R) float32 -> {"dets": (B, Q, 4), "labels": (B, Q, C), "masks": (B, Q, h, w)}."""

@@ -133,8 +133,7 @@ def postprocess_batch_kernels(
 ) -> list[SegmentationResult]:
     """postprocess_batch by the Triton-lang kernels (backends.postprocess_kernel): selection and
     COCO RLE runs on the GPU straight from the low-res logits, strings and polygons on the host."""
-    # Imported here: triton is needed only where this impl is served (and the kernel module
-    # imports this one).
+    # Imported here: triton is needed only where this impl is served.
     from backends.postprocess_kernel import postprocess_batch_kernels as kernels
 
     return kernels(dets, labels, masks, image_sizes, settings)

@@ -193,6 +193,18 @@ def _run_alone(run: Callable[[list[Item]], list[Outputs]], item: Item) -> Output
         return error
 
 
+def serve_rows(
+    requests: list, name: str, run: Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
+) -> list:
+    """serve_batch for a model whose requests carry rows of one input (the engines): every
+    request's rows concatenated into one batch, run once, and the outputs split back."""
+
+    def run_batch(inputs: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        return split_rows(run(torch.cat(inputs)), [len(x) for x in inputs])
+
+    return serve_batch(requests, lambda request: input_tensor(request, name), run_batch)
+
+
 def split_rows(outputs: Mapping[str, torch.Tensor], counts: list[int]) -> list[dict[str, torch.Tensor]]:
     """Batched outputs (rows along axis 0) -> one {name: rows} per request, `counts` rows each."""
     split = {name: tensor.split(counts) for name, tensor in outputs.items()}

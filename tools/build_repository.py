@@ -27,10 +27,8 @@ from pathlib import Path
 from backends.classes import ClassTable
 from backends.contract import (
     CLASSES_FILE,
-    DETS,
     ENGINE,
     ENSEMBLE,
-    LABELS,
     MODEL_SIZES,
     POSTPROCESS,
     PREPROCESS,
@@ -49,17 +47,10 @@ ENGINE_VARIANTS = {
 
 
 def engine_shape_from_onnx(path: Path) -> EngineShape:
-    """Read from the exported file itself: a checkpoint may change Q or C from its size's
-    defaults, and the configs must say what the engine really returns."""
+    """The exported file's own sizes (backends.engine_onnx.OnnxEngine.shape)."""
     from backends.engine_onnx import OnnxEngine
 
-    session = OnnxEngine(path).session
-    outputs = {o.name: o.shape for o in session.get_outputs()}
-    return EngineShape(
-        resolution=int(session.get_inputs()[0].shape[-1]),
-        num_queries=int(outputs[DETS][1]),
-        num_classes=int(outputs[LABELS][2]),
-    )
+    return OnnxEngine(path).shape
 
 
 def size_of(shape: EngineShape) -> str:

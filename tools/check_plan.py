@@ -28,7 +28,6 @@ from backends.engine_onnx import OnnxEngine
 from backends.postprocess import postprocess_frame
 from backends.postprocess_settings import PostprocessSettings
 from backends.preprocess import preprocess_frame
-from tools.build_repository import engine_shape_from_onnx
 from tools.compare_results import Comparison, compare
 from tools.make_sample_video import render_frames
 
@@ -71,10 +70,9 @@ def parse_exported_outputs(records: list[dict]) -> dict[str, np.ndarray]:
 
 
 def check_plan(
-    plan: Path, onnx: Path, settings: PostprocessSettings, frames: int, work: Path
+    plan: Path, engine: OnnxEngine, settings: PostprocessSettings, frames: int, work: Path
 ) -> tuple[dict[str, float], Comparison]:
     """(largest |plan - onnx| per output, detection comparison) on `frames` sample frames."""
-    engine = OnnxEngine(onnx)
     images = [next(iter(render_frames(1, w, h))) for h, w in (FRAME_SIZES * frames)[:frames]]
     batch = np.concatenate([preprocess_frame(torch.from_numpy(i), engine.resolution).numpy() for i in images])
     expected, served = engine(batch), trtexec_outputs(plan, batch, work)
@@ -99,12 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         classes = ClassTable.load(args.classes or args.onnx.with_suffix(".classes.json"))
-        num_select = engine_shape_from_onnx(args.onnx).num_queries
-        settings = PostprocessSettings(num_select, args.score_threshold, classes)
+        engine = OnnxEngine(args.onnx)
+        settings = PostprocessSettings(engine.shape.num_queries, args.score_threshold, classes)
     except (ValueError, OSError) as error:
         parser.error(str(error))
     with tempfile.TemporaryDirectory() as work:
-        differences, report = check_plan(args.plan, args.onnx, settings, args.frames, Path(work))
+        differences, report = check_plan(args.plan, engine, settings, args.frames, Path(work))
     print(f"plan {args.plan} vs {args.onnx}, {args.frames} frames:")
     print("  largest |difference|: " + ", ".join(f"{name} {value:.3g}" for name, value in differences.items()))
     print(f"  detections at threshold {args.score_threshold}: {report}")

@@ -4,7 +4,6 @@ from backends.contract import ENGINE_INPUT, IMAGE, IMAGE_SIZE
 from backends.errors import InvalidRequestError
 from backends.frames import check_frame
 from backends.preprocess import PREPROCESS_IMPLS
-from backends.warmup import synthetic_frames
 from backends.triton_model import (
     input_tensor,
     max_batch_size,
@@ -14,6 +13,7 @@ from backends.triton_model import (
     stage_devices,
     stage_impl,
 )
+from backends.warmup import synthetic_frames
 
 
 class TritonPythonModel:

@@ -4,7 +4,7 @@ import torch
 
 from backends.contract import ENGINE_INPUT
 from backends.engine_onnx import OnnxEngine
-from backends.triton_model import input_tensor, model_parameter, serve_batch, split_rows
+from backends.triton_model import model_parameter, serve_rows
 
 
 class TritonPythonModel:
@@ -12,10 +12,10 @@ class TritonPythonModel:
         model_dir = os.path.join(args["model_repository"], args["model_version"])
         self.engine = OnnxEngine(os.path.join(model_dir, model_parameter(args, "onnx_file")))
 
-    def _run(self, inputs):
+    def _run(self, batch):
         # ONNX Runtime takes numpy: the CPU engine's only copy, one per batch.
-        outputs = self.engine(torch.cat(inputs).cpu().numpy())
-        return split_rows({name: torch.from_numpy(array) for name, array in outputs.items()}, [len(x) for x in inputs])
+        outputs = self.engine(batch.cpu().numpy())
+        return {name: torch.from_numpy(array) for name, array in outputs.items()}
 
     def execute(self, requests):
-        return serve_batch(requests, lambda request: input_tensor(request, ENGINE_INPUT), self._run)
+        return serve_rows(requests, ENGINE_INPUT, self._run)

@@ -1,18 +1,9 @@
 import os
 from pathlib import Path
 
-import torch
-
 from backends.contract import ENGINE_INPUT
 from backends.engine_torch import TorchEngine
-from backends.triton_model import (
-    input_tensor,
-    log_info,
-    model_parameter,
-    serve_batch,
-    split_rows,
-    stage_devices,
-)
+from backends.triton_model import log_info, model_parameter, serve_rows, stage_devices
 
 
 class TritonPythonModel:
@@ -23,9 +14,9 @@ class TritonPythonModel:
         self.engine = TorchEngine(model_parameter(args, "size"), Path(weights), self.devices.compute)
         log_info(f"{args['model_name']}: eager torch on {self.devices.compute}, outputs on {self.devices.outputs}")
 
-    def _run(self, inputs):
-        outputs = self.engine(torch.cat(inputs).to(self.devices.compute))
-        return split_rows({name: t.to(self.devices.outputs) for name, t in outputs.items()}, [len(x) for x in inputs])
+    def _run(self, batch):
+        outputs = self.engine(batch.to(self.devices.compute))
+        return {name: tensor.to(self.devices.outputs) for name, tensor in outputs.items()}
 
     def execute(self, requests):
-        return serve_batch(requests, lambda request: input_tensor(request, ENGINE_INPUT), self._run)
+        return serve_rows(requests, ENGINE_INPUT, self._run)
