@@ -60,7 +60,7 @@ def test_ready_then_stopped_with_its_stubs(tmp_path):
         with grpcclient.InferenceServerClient(server.grpc_url) as client:
             assert client.is_model_ready("echo")
         pgid = os.getpgid(server.pid)
-        stubs = [line for line in os.popen(f"ps -o pid=,cmd= -g {pgid}") if "triton_python_backend_stub" in line]
+        stubs = [line for line in os.popen(f"ps -ww -o pid=,cmd= -g {pgid}") if "triton_python_backend_stub" in line]
         assert stubs, "the python model should run in a stub process of the server's group"
     assert not server.is_running()
     assert not process_group_alive(pgid)
