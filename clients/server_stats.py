@@ -97,14 +97,15 @@ def stats_since(
     """Each model's statistics since the `before` reading (from read_counters), stage order.
 
     The server updates a model's counters just after it sends the response, so a reading taken
-    right after the last response can miss it: with `served` (requests that succeeded), wait up
-    to timeout_s for the first model (the ensemble) to count them all.
+    right after the last response can miss it, and a composing model's update can come after the
+    ensemble's: with `served` (requests that succeeded end to end, so through every stage), wait
+    up to timeout_s for every model to count them all.
     """
-    first = next(iter(before))
     deadline = time.monotonic() + timeout_s
     while True:
         after = read_counters(client, tuple(before))
-        if (after[first] - before[first]).requests >= served or time.monotonic() > deadline:
+        counted = all((after[model] - before[model]).requests >= served for model in before)
+        if counted or time.monotonic() > deadline:
             break
         time.sleep(0.02)
     return [StageStats.from_counters(model, after[model] - before[model]) for model in before]

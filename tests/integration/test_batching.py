@@ -17,6 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from backends import contract as c
 from clients.results import result_from_response
+from clients.server_stats import read_counters, stats_since
 from tests.repositories import build_test_repository
 from tests.integration.test_server import assert_same_detections, image_input, reference_pipeline
 from tools.tritonserver import TritonServer
@@ -24,6 +25,7 @@ from tools.tritonserver import TritonServer
 pytestmark = pytest.mark.integration
 BATCH = 4
 SIZES = [(360, 640), (97, 131), (1080, 1920), (480, 270)]
+STAGES = (c.PREPROCESS, c.ENGINE, c.POSTPROCESS)
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +45,6 @@ def frame_of(height: int, width: int, seed: int) -> np.ndarray:
     return frame
 
 
-def counts(client, model: str) -> tuple[int, int]:
-    stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
-    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
-
-
 def infer_concurrently(url: str, frames: list[np.ndarray]) -> list:
     """Sends every frame at once, each from its own client; a result or the exception per frame."""
 
@@ -65,13 +62,12 @@ def infer_concurrently(url: str, frames: list[np.ndarray]) -> list:
 def test_mixed_frame_sizes_share_one_execution_per_stage(batching_server, nano_export):
     frames = [frame_of(h, w, seed) for seed, (h, w) in enumerate(SIZES)]
     with grpcclient.InferenceServerClient(batching_server.grpc_url) as client:
-        before = {m: counts(client, m) for m in (c.PREPROCESS, c.ENGINE, c.POSTPROCESS)}
+        before = read_counters(client, STAGES)
         results = infer_concurrently(batching_server.grpc_url, frames)
-        after = {m: counts(client, m) for m in (c.PREPROCESS, c.ENGINE, c.POSTPROCESS)}
-    for model in before:
-        inferences = after[model][0] - before[model][0]
-        executions = after[model][1] - before[model][1]
-        assert (inferences, executions) == (BATCH, 1), f"{model}: {inferences} inferences in {executions} executions"
+        stats = stats_since(client, before, served=BATCH)
+    for stage in stats:
+        inferences, executions = stage.inference_count, stage.execution_count
+        assert (inferences, executions) == (BATCH, 1), f"{stage.model}: {inferences} inferences in {executions} executions"
     reference = reference_pipeline(nano_export)
     for frame, served in zip(frames, results):
         assert not isinstance(served, Exception), served
@@ -82,9 +78,10 @@ def test_bad_frame_in_a_batch_fails_alone(batching_server, nano_export):
     good = [frame_of(h, w, seed) for seed, (h, w) in enumerate(SIZES[: BATCH - 1])]
     empty = np.zeros((0, 5, 3), np.uint8)
     with grpcclient.InferenceServerClient(batching_server.grpc_url) as client:
-        before = counts(client, c.PREPROCESS)[1]
+        before = read_counters(client, (c.PREPROCESS,))
         results = infer_concurrently(batching_server.grpc_url, [good[0], empty, *good[1:]])
-        assert counts(client, c.PREPROCESS)[1] - before == 1, "the four requests were not one batch"
+        (preprocess,) = stats_since(client, before, served=len(good))
+        assert preprocess.execution_count == 1, "the four requests were not one batch"
     failed = results.pop(1)
     assert isinstance(failed, InferenceServerException)
     assert "image is empty: 0x5" in str(failed)
