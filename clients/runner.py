@@ -24,7 +24,7 @@ from clients.reconnect import Reconnect, ServerUnavailable, wait_until_ready
 from clients.server_stats import RunStats
 from clients.stream import FrameOutcome, Unsent, stream_frames
 from clients.transports import TRANSPORT_KINDS, make_transport
-from clients.video import VideoError
+from clients.video import DECODERS, VideoError, check_decoder
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,9 @@ class StreamSettings:
     and how long to wait. Checked on construction.
 
     Raises:
-        ValueError: an unknown transport, depth or max_frames below 1, or a timeout that is no
-            positive number of seconds (reconnect_timeout_s may be 0: check once).
+        ValueError: an unknown transport, depth or max_frames below 1, a timeout that is no
+            positive number of seconds (reconnect_timeout_s may be 0: check once), or a decoder
+            that is unknown or not installed.
     """
 
     url: str  # Triton's gRPC endpoint
@@ -50,6 +51,7 @@ class StreamSettings:
     timeout_s: float  # per request
     reconnect_timeout_s: float  # waiting for the server, at the start and after an outage
     video_timeout_s: float  # opening a stream URL, then each of its frames
+    decoder: str  # how videos are decoded: clients.video.DECODERS
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORT_KINDS:
@@ -62,6 +64,7 @@ class StreamSettings:
         _check_seconds("timeout_s", self.timeout_s)
         _check_seconds("reconnect_timeout_s", self.reconnect_timeout_s, zero_ok=True)
         _check_seconds("video_timeout_s", self.video_timeout_s)
+        check_decoder(self.decoder)
 
 
 def settings_from_args(args: argparse.Namespace) -> dict:
@@ -75,9 +78,14 @@ def _check_seconds(name: str, seconds: float, zero_ok: bool = False) -> None:
         raise ValueError(f"{name} must be a finite number of seconds {bound}, got {seconds}")
 
 
+def add_url_argument(parser: argparse.ArgumentParser) -> None:
+    """The server's address, which every command takes (streaming ones and `check`)."""
+    parser.add_argument("--url", default="localhost:8001", help="Triton gRPC endpoint")
+
+
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every streaming CLI takes: server, transport, depth, limits, deadlines."""
-    parser.add_argument("--url", default="localhost:8001", help="Triton gRPC endpoint")
+    add_url_argument(parser)
     parser.add_argument(
         "--transport", choices=TRANSPORT_KINDS, default="grpc", help="how frames travel"
     )
@@ -99,6 +107,12 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=VIDEO_TIMEOUT_S,
         help="how long a stream URL may take to open and then to deliver each frame",
+    )
+    parser.add_argument(
+        "--decoder",
+        choices=DECODERS,
+        default="opencv",
+        help="how videos are decoded (pyav: pip install av; webcams always use opencv)",
     )
 
 

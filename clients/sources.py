@@ -1,18 +1,24 @@
-"""Where a stream's frames come from: a video file, a stream URL (a live camera) or a folder of
-images, each behind the same small interface.
+"""Where a stream's frames come from: a video file, a stream URL or a webcam (both live), or a
+folder of images, each behind the same small interface.
 
 Live sources keep producing frames whether or not they are read, so a stream over one drops
-frames when the server falls behind (clients.drop_policy); files and folders wait instead.
+frames when the server falls behind (clients.drop_policy, through paced_frames); files and
+folders wait instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import itertools
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from clients.drop_policy import newest_wins
 from clients.stream import Unsent
 from clients.video import Video, VideoError, open_video
 
@@ -49,11 +55,11 @@ class Source:
 
 
 class VideoSource(Source):
-    """A video file, or a stream URL (live), read with OpenCV (clients.video)."""
+    """A video file, a stream URL or a webcam (both live), as clients.video opened it."""
 
     def __init__(self, video: Video):
         self.name = video.source
-        self.live = "://" in video.source
+        self.live = video.live
         self.fps = video.fps
         self.frame_count = video.frame_count or None
         self._video = video
@@ -90,12 +96,13 @@ class ImageFolder(Source):
             yield Unsent(f"cannot read image {path}") if image is None else image
 
 
-def open_source(spec: str, timeout_s: float = 10.0) -> Source:
-    """The source `spec` names: a folder of images, else a video file or stream URL.
+def open_source(spec: str, timeout_s: float = 10.0, decoder: str = "opencv") -> Source:
+    """The source `spec` names: a folder of images, else a video file, stream URL or webcam.
 
     Args:
-        spec: a folder, a video file, or a URL OpenCV opens (rtsp://, http://...).
+        spec: a folder, a video file, a URL (rtsp://, http://...), webcam:N or /dev/videoN.
         timeout_s: how long a stream URL may take to open, then to deliver each frame.
+        decoder: how videos are decoded, one of clients.video.DECODERS.
 
     Raises:
         VideoError: it cannot be opened or holds nothing to stream; the message says why.
@@ -105,4 +112,20 @@ def open_source(spec: str, timeout_s: float = 10.0) -> Source:
             return ImageFolder(Path(spec))
         except OSError as error:
             raise VideoError(f"cannot read image folder {spec}: {error.strerror}") from error
-    return VideoSource(open_video(spec, timeout_s))
+    return VideoSource(open_video(spec, timeout_s, decoder))
+
+
+def paced_frames(
+    source: Source, max_frames: int | None, stop: threading.Event, read_timeout_s: float
+) -> AbstractContextManager[Iterable[np.ndarray | Unsent]]:
+    """The source's frames as a stream takes them, at most max_frames: newest-wins if the
+    source is live (closing the context stops its reader thread), as they come otherwise.
+
+    Args:
+        read_timeout_s: the longest one read of the source may take; closing waits that long
+            (plus a second) for a read under way before the source may be released.
+    """
+    frames: Iterable[np.ndarray | Unsent] = itertools.islice(source.frames(), max_frames)
+    if source.live:
+        return contextlib.closing(newest_wins(frames, stop, read_timeout_s + 1.0))
+    return contextlib.nullcontext(frames)

@@ -1,8 +1,14 @@
-"""Streams a video through the RF-DETR-Seg ensemble on Triton and writes what came back.
+"""Streams one video through the RF-DETR-Seg ensemble on Triton and writes what came back.
 
-    python -m clients.stream_video --video in.mp4 --url localhost:8001 --transport system_shm \\
+    python -m clients stream --video in.mp4 --url localhost:8001 --transport system_shm \\
         --depth 2 --out-dir outputs/ [--max-frames N] [--no-video] [--timeout-s S] \\
-        [--reconnect-timeout-s S] [--video-timeout-s S]
+        [--reconnect-timeout-s S] [--video-timeout-s S] [--decoder opencv|pyav]
+
+(`python -m clients.stream_video ...` is the same command.) The video is a file, a stream URL
+(rtsp://, http://...) or a webcam (webcam:N or /dev/videoN; --source is another name for
+--video). Stream URLs and webcams are live: when the server falls behind, newest wins (a frame
+waiting for a slot is dropped for a newer one, a {"dropped": true} line in results.jsonl);
+files wait for the server instead.
 
 Writes <out-dir>/results.jsonl (one line per frame; a failed frame is a line with "error"),
 <out-dir>/annotated.mp4 (masks, outlines, boxes, labels; same fps as the input) and
@@ -14,7 +20,8 @@ when the run cannot start or stops early. A server that goes away mid-run is wai
 
 Exit codes (summary.json's "exit_code"; "stopped_because" says why a run ended early):
   0    every frame was served
-  1    the run went through, but some frames failed (each one's error is in results.jsonl)
+  1    the run went through, but some frames failed or were dropped (each is a line of
+       results.jsonl)
   2    could not run, or stopped early: bad option (no summary.json), output folder not
        writable (no summary.json), video missing or unreadable, server unreachable or not
        ready past --reconnect-timeout-s, client stuck
@@ -30,12 +37,13 @@ import argparse
 import itertools
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from clients import runner
+from clients import command, runner
 from clients.outputs import SUMMARY, OutputError, Outputs, RunSummary, prepare_out_dir
 from clients.runner import (
     EXIT_COULD_NOT_RUN,
@@ -48,6 +56,7 @@ from clients.runner import (
     exit_code_of,
 )
 from clients.signals import StopOnSignals
+from clients.sources import VideoSource, paced_frames
 from clients.video import VideoError, open_video
 
 logger = logging.getLogger("stream_video")
@@ -61,25 +70,32 @@ class StreamOptions(StreamSettings):
         ValueError: as clients.runner.StreamSettings.
     """
 
-    video: str  # a file or a stream URL OpenCV opens
+    video: str  # a file, a stream URL or a webcam (clients.video.open_video)
     write_video: bool
 
 
-def parse_args(argv: list[str] | None) -> StreamOptions:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # A string, not a Path: Path would fold the "//" of an rtsp:// URL.
+    parser.add_argument(
+        "--video",
+        "--source",
+        dest="video",
+        required=True,
+        help="input video file, stream URL, or webcam (webcam:N or /dev/videoN)",
     )
-    # A string, not a Path: Path would fold the "//" of an rtsp:// URL, which OpenCV also opens.
-    parser.add_argument("--video", required=True, help="input video file or stream URL")
     add_stream_arguments(parser)
     parser.add_argument("--no-video", action="store_true", help="skip annotated.mp4")
-    args = parser.parse_args(argv)
-    try:
-        return StreamOptions(
-            **settings_from_args(args), video=args.video, write_video=not args.no_video
-        )
-    except ValueError as error:
-        parser.error(str(error))
+
+
+def options_from_args(args: argparse.Namespace) -> StreamOptions:
+    return StreamOptions(
+        **settings_from_args(args), video=args.video, write_video=not args.no_video
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> StreamOptions:
+    """The checked options of a command line (without the subcommand's name)."""
+    return command.parse(COMMAND.parser(), argv)[1]
 
 
 def stream(options: StreamOptions, summary: RunSummary, stop: threading.Event) -> None:
@@ -90,10 +106,16 @@ def stream(options: StreamOptions, summary: RunSummary, stop: threading.Event) -
         VideoError: the video cannot be opened, reports no frame rate or has no frames.
         As clients.runner.serve otherwise.
     """
-    with open_video(options.video, options.video_timeout_s) as video:
-        frames = video.frames(options.max_frames)
+    opened = open_video(options.video, options.video_timeout_s, options.decoder)
+    with (
+        VideoSource(opened) as video,
+        paced_frames(video, options.max_frames, stop, options.video_timeout_s) as paced,
+    ):
+        frames = iter(paced)
         first = next(frames, None)
         if first is None:
+            if stop.is_set():  # asked to stop while a live source had sent nothing yet
+                return
             raise VideoError(f"video {options.video} has no frames")
         known = [n for n in (video.frame_count, options.max_frames) if n]
         runner.serve(
@@ -160,6 +182,7 @@ def stream_video(
     timeout_s: float = TIMEOUT_S,
     reconnect_timeout_s: float = RECONNECT_TIMEOUT_S,
     video_timeout_s: float = VIDEO_TIMEOUT_S,
+    decoder: str = "opencv",
 ) -> int:
     """Streams a video through the ensemble at `url` and writes results.jsonl, annotated.mp4
     (unless write_video is False) and summary.json under out_dir; prints the summary.
@@ -169,8 +192,8 @@ def stream_video(
     when this runs in the main thread.
 
     Args:
-        video: a video file, or a stream URL OpenCV opens (give URLs as str: a Path would fold
-            their "//").
+        video: a video file, a stream URL (give URLs as str: a Path would fold their "//"), or
+            a webcam (webcam:N or /dev/videoN).
         url: Triton's gRPC endpoint, HOST:PORT.
         transport: one of clients.transports.TRANSPORT_KINDS. system_shm needs the server on
             this host (or sharing its IPC namespace).
@@ -182,6 +205,7 @@ def stream_video(
         reconnect_timeout_s: how long to wait for the server when it is unreachable or not
             ready, at the start and after it went away (0: check once).
         video_timeout_s: how long a stream URL may take to open, then to deliver each frame.
+        decoder: "opencv" or "pyav" (clients.video.DECODERS).
 
     Returns:
         The exit code, as the module's documentation lists them (0, 1, 2, 130, 143).
@@ -199,16 +223,26 @@ def stream_video(
             timeout_s=timeout_s,
             reconnect_timeout_s=reconnect_timeout_s,
             video_timeout_s=video_timeout_s,
+            decoder=decoder,
             video=str(video),
             write_video=write_video,
         )
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    return execute(options)
+COMMAND = command.Command(
+    name="stream",
+    summary="one video, stream URL or webcam: results, annotated video and summary",
+    doc=__doc__,
+    add_arguments=add_arguments,
+    options=options_from_args,
+    execute=execute,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m clients.stream_video`: the same as `python -m clients stream`."""
+    return command.run(COMMAND.parser("python -m clients.stream_video"), argv)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,23 @@
 """Streams many sources at once through the RF-DETR-Seg ensemble on Triton, each its own stream.
 
-    python -m clients.streams --url HOST:8001 --transport grpc|system_shm \\
-        --source a.mp4 --source rtsp://cam/1 --source folder_of_images/ \\
+    python -m clients streams --url HOST:8001 --transport grpc|system_shm \\
+        --source a.mp4 --source rtsp://cam/1 --source webcam:0 --source folder_of_images/ \\
         [--depth 2] [--out-dir outputs/] [--max-frames N] [--timeout-s S] \\
-        [--reconnect-timeout-s S] [--video-timeout-s S]
+        [--reconnect-timeout-s S] [--video-timeout-s S] [--decoder opencv|pyav]
 
-Sources: video files and stream URLs (OpenCV), folders of .jpg/.png images (sorted by name; an
-image that cannot be read is a failed frame). Every source runs on its own thread with its own
-gRPC client and transport ring, results in frame order, and writes
-<out-dir>/<stream>/results.jsonl and <out-dir>/<stream>/summary.json (as clients.stream_video,
-without annotated.mp4); <stream> is the file, folder or URL's name. A stream that dies (cannot
-be opened, server gone past the deadline) says why in its summary; the others go on.
+(`python -m clients.streams ...` is the same command.) Sources: video files and stream URLs
+(decoded by OpenCV, or PyAV with --decoder pyav), webcams (webcam:N or /dev/videoN, through
+OpenCV), folders of .jpg/.png images (sorted by name; an image that cannot be read is a failed
+frame). Every source runs on its own thread with its own gRPC client and transport ring,
+results in frame order, and writes <out-dir>/<stream>/results.jsonl and
+<out-dir>/<stream>/summary.json (as clients.stream_video, without annotated.mp4); <stream> is the
+file, folder, URL or camera's name. A stream that dies (cannot be opened, server gone past the
+deadline) says why in its summary; the others go on.
 
-Live sources (URLs) never queue up: when the server falls behind, newest wins (the frame waiting
-for a slot is dropped for a newer one) and each dropped frame is a line {"dropped": true} of
-results.jsonl and counted in "dropped"; files and folders wait for the server instead.
+Live sources (URLs, webcams) never queue up: when the server falls behind, newest wins (the
+frame waiting for a slot is dropped for a newer one) and each dropped frame is a line
+{"dropped": true} of results.jsonl and counted in "dropped"; files and folders wait for the
+server instead.
 
 One status line per stream (frames/s, latency p50/p99, dropped, failed) goes to stderr every
 second. <out-dir>/summary.json sums the streams up (frames, failed, dropped, fps of each).
@@ -34,7 +37,6 @@ clients.sources.Source object (live or not).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import logging
@@ -45,10 +47,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from clients import runner
-from clients.drop_policy import newest_wins
+from clients import command, runner
 from clients.outputs import SUMMARY, OutputError, Outputs, RunSummary, prepare_out_dir
 from clients.runner import (
     EXIT_COULD_NOT_RUN,
@@ -63,10 +62,10 @@ from clients.runner import (
     exit_code_of,
 )
 from clients.signals import StopOnSignals
-from clients.sources import Source, open_source
+from clients.sources import Source, open_source, paced_frames
 from clients.status import StatusDisplay, StreamStatus
-from clients.stream import FrameOutcome, Unsent
-from clients.video import VideoError
+from clients.stream import FrameOutcome
+from clients.video import VideoError, webcam_index
 
 logger = logging.getLogger("streams")
 
@@ -87,31 +86,37 @@ class StreamsOptions(StreamSettings):
             raise ValueError("give at least one source")
 
 
-def parse_args(argv: list[str] | None) -> StreamsOptions:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
         action="append",
         required=True,
-        help="a video file, a stream URL or a folder of images; repeat for more streams",
+        help="a video file, a stream URL, a webcam (webcam:N or /dev/videoN) or a folder of "
+        "images; repeat for more streams",
     )
     add_stream_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return StreamsOptions(**settings_from_args(args), sources=tuple(args.source))
-    except ValueError as error:
-        parser.error(str(error))
+
+
+def options_from_args(args: argparse.Namespace) -> StreamsOptions:
+    return StreamsOptions(**settings_from_args(args), sources=tuple(args.source))
+
+
+def parse_args(argv: Sequence[str] | None) -> StreamsOptions:
+    """The checked options of a command line (without the subcommand's name)."""
+    return command.parse(COMMAND.parser(), argv)[1]
 
 
 def stream_names(sources: Sequence[str | Source]) -> list[str]:
     """A distinct folder name per source: the file or folder's name without suffix, the URL's
-    host and path; characters a file name should not hold become "_", repeats get -2, -3..."""
+    host and path, webcam-N for a camera; characters a file name should not hold become "_",
+    repeats get -2, -3..."""
     names: list[str] = []
     for source in sources:
         spec = source if isinstance(source, str) else source.name
-        if "://" in spec:
+        camera = webcam_index(spec)
+        if camera is not None:
+            base = f"webcam-{camera}"
+        elif "://" in spec:
             base = spec.split("://", 1)[1]
         else:
             base = Path(spec.rstrip("/")).stem or "stream"
@@ -123,15 +128,6 @@ def stream_names(sources: Sequence[str | Source]) -> list[str]:
             name = f"{base}-{n}"
         names.append(name)
     return names
-
-
-def _frames(source: Source, options: StreamsOptions, stop: threading.Event):
-    """The source's frames as its stream takes them: at most max_frames, newest-wins if live."""
-    frames: Iterable[np.ndarray | Unsent] = itertools.islice(source.frames(), options.max_frames)
-    if source.live:
-        # The reader waits at most one read (bounded by the video timeout) before release.
-        return contextlib.closing(newest_wins(frames, stop, options.video_timeout_s + 1.0))
-    return contextlib.nullcontext(frames)
 
 
 def stream_one(
@@ -153,8 +149,13 @@ def stream_one(
             yield outcome
 
     def work() -> None:
-        opened = open_source(source, options.video_timeout_s) if isinstance(source, str) else source
-        with opened, _frames(opened, options, stop) as frames:
+        opened = (
+            open_source(source, options.video_timeout_s, options.decoder)
+            if isinstance(source, str)
+            else source
+        )
+        paced = paced_frames(opened, options.max_frames, stop, options.video_timeout_s)
+        with opened, paced as frames:
             runner.serve(
                 options.url,
                 frames,
@@ -276,6 +277,7 @@ def run_streams(
     timeout_s: float = TIMEOUT_S,
     reconnect_timeout_s: float = RECONNECT_TIMEOUT_S,
     video_timeout_s: float = VIDEO_TIMEOUT_S,
+    decoder: str = "opencv",
     status_interval_s: float = 1.0,
 ) -> int:
     """Streams every source at once through the ensemble at `url`, each into
@@ -285,14 +287,15 @@ def run_streams(
     logged and recorded in its summary, not raised.
 
     Args:
-        sources: video files, stream URLs (give them as str), image folders, or Source objects
-            (a Source with live=True is streamed newest-wins).
+        sources: video files, stream URLs (give them as str), webcams (webcam:N, /dev/videoN),
+            image folders, or Source objects (a Source with live=True is streamed newest-wins).
         url: Triton's gRPC endpoint, HOST:PORT.
         transport: one of clients.transports.TRANSPORT_KINDS.
         depth: requests in flight per stream.
         out_dir: where the outputs go; created if missing, an earlier run's outputs removed.
         max_frames: per stream; None: all of each.
-        timeout_s, reconnect_timeout_s, video_timeout_s: as clients.stream_video.stream_video.
+        timeout_s, reconnect_timeout_s, video_timeout_s, decoder: as
+            clients.stream_video.stream_video.
         status_interval_s: seconds between status lines (at least 1).
 
     Returns:
@@ -311,16 +314,26 @@ def run_streams(
             timeout_s=timeout_s,
             reconnect_timeout_s=reconnect_timeout_s,
             video_timeout_s=video_timeout_s,
+            decoder=decoder,
             sources=tuple(s if isinstance(s, Source) else str(s) for s in sources),
         ),
         status_interval_s,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    return execute(options)
+COMMAND = command.Command(
+    name="streams",
+    summary="many sources at once, each its own stream, with live status lines",
+    doc=__doc__,
+    add_arguments=add_arguments,
+    options=options_from_args,
+    execute=execute,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m clients.streams`: the same as `python -m clients streams`."""
+    return command.run(COMMAND.parser("python -m clients.streams"), argv)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,39 @@
-"""The input video: a file or a stream URL, opened with OpenCV with bounded waits, read frame by
-frame."""
+"""The input video: a file, a stream URL or a webcam, opened with bounded waits and read frame by
+frame as BGR uint8 HxWx3, decoded by OpenCV (the default) or by PyAV (clients.pyav_video,
+optional: `pip install av`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
+DECODERS = ("opencv", "pyav")
+# webcam:N, or the V4L2 device node /dev/videoN: camera N, opened by index.
+_WEBCAM = re.compile(r"(?:webcam:|/dev/video)(\d+)")
+
 
 class VideoError(RuntimeError):
     """The input video cannot be read; the message names it and the problem."""
+
+
+class Capture(Protocol):
+    """What Video reads from: cv2.VideoCapture's read() and release(), which PyAV's reader
+    (clients.pyav_video) also has."""
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def release(self) -> None: ...
 
 
 @dataclass
@@ -24,9 +41,10 @@ class Video:
     """An open video; a context manager that releases it."""
 
     source: str
-    capture: cv2.VideoCapture = field(repr=False)
+    capture: Capture = field(repr=False)
     fps: float
     frame_count: int  # as the container reports it; 0 when unknown (a live stream)
+    live: bool = False  # a stream URL or a webcam: frames come at its pace, lost if not read
 
     def frames(self, max_frames: int | None = None) -> Iterator[np.ndarray]:
         """The frames in order, at most max_frames.
@@ -58,23 +76,60 @@ class Video:
         self.close()
 
 
-def open_video(source: str, timeout_s: float = 10.0) -> Video:
-    """Opens a video file, or a stream URL (anything with "://") OpenCV's FFmpeg backend reads.
-
-    Args:
-        source: the file or URL.
-        timeout_s: how long opening a stream, and then reading each frame, may wait (without
-            it OpenCV waits 30 s on a silent server).
+def check_decoder(decoder: str) -> None:
+    """Refuses a decoder that is unknown or not installed, before anything runs.
 
     Raises:
-        VideoError: no such file; not a video OpenCV decodes; a stream that cannot be reached
-            or says nothing within timeout_s; no frame rate.
+        ValueError: the message names the decoder and what to do.
     """
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; choose one of {list(DECODERS)}")
+    if decoder == "pyav" and importlib.util.find_spec("av") is None:
+        raise ValueError(
+            "decoder pyav needs PyAV, which is not installed: pip install av "
+            "(or the project's clients extra)"
+        )
+
+
+def webcam_index(source: str) -> int | None:
+    """The camera index `source` names (webcam:N or /dev/videoN), None for anything else."""
+    match = _WEBCAM.fullmatch(source)
+    return int(match.group(1)) if match else None
+
+
+def open_video(source: str, timeout_s: float = 10.0, decoder: str = "opencv") -> Video:
+    """Opens a video file, a stream URL (anything with "://") or a webcam (webcam:N or
+    /dev/videoN; always through OpenCV, by index).
+
+    Args:
+        source: the file, URL or camera.
+        timeout_s: how long opening a stream, and then reading each frame, may wait (without
+            it OpenCV waits 30 s on a silent server).
+        decoder: "opencv" or "pyav" (files and URLs).
+
+    Raises:
+        VideoError: no such file; not a video the decoder decodes; a stream that cannot be
+            reached or says nothing within timeout_s; a webcam that cannot be opened; no frame
+            rate; PyAV asked for a webcam.
+        ValueError: as check_decoder.
+    """
+    check_decoder(decoder)
+    camera = webcam_index(source)
+    if camera is not None:
+        if decoder != "opencv":
+            raise VideoError(
+                f"cannot open webcam {source} with {decoder}: webcams are read by OpenCV"
+            )
+        return _open_webcam(source, camera)
     path = Path(source)
     if "://" not in source and not path.is_file():
         raise VideoError(
             f"cannot open video {source}: {'not a file' if path.exists() else 'no such file'}"
         )
+    if decoder == "pyav":
+        from clients.pyav_video import open_pyav  # optional dependency, imported on demand
+
+        return _checked(open_pyav(source, timeout_s))
     wait_ms = round(timeout_s * 1000)
     capture = cv2.VideoCapture(
         source,
@@ -86,13 +141,30 @@ def open_video(source: str, timeout_s: float = 10.0) -> Video:
             f"cannot open video {source}: not a format OpenCV can decode, or a stream that "
             f"cannot be reached or sent nothing within {timeout_s:g} s"
         )
-    video = Video(
-        source,
-        capture,
-        capture.get(cv2.CAP_PROP_FPS),
-        max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0),
+    return _checked(
+        Video(
+            source,
+            capture,
+            capture.get(cv2.CAP_PROP_FPS),
+            max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0),
+            live="://" in source,
+        )
     )
-    if video.fps <= 0:
+
+
+def _open_webcam(source: str, index: int) -> Video:
+    """Camera `index` through cv2.VideoCapture(index): live, no frame count."""
+    capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        raise VideoError(
+            f"cannot open webcam {source}: no camera {index} (/dev/video{index}), or it is busy "
+            "or not readable by this user"
+        )
+    return _checked(Video(source, capture, capture.get(cv2.CAP_PROP_FPS), 0, live=True))
+
+
+def _checked(video: Video) -> Video:
+    if not video.fps > 0:  # also NaN
         video.close()
-        raise VideoError(f"video {source} reports no frame rate")
+        raise VideoError(f"video {video.source} reports no frame rate")
     return video

@@ -182,7 +182,9 @@ def test_video_without_frames_is_a_clear_error(tmp_path, monkeypatch, caplog):
             pass
 
     monkeypatch.setattr(
-        stream_video, "open_video", lambda source, timeout_s: Video(source, NoFrames(), 25.0, 0)
+        stream_video,
+        "open_video",
+        lambda source, timeout_s, decoder: Video(source, NoFrames(), 25.0, 0),
     )
     code, summary = run_without_server(tmp_path, caplog, "empty.mp4")
     assert code == 2
@@ -304,11 +306,12 @@ def test_the_command_line_becomes_the_options(tmp_path):
     argv = ["--video", "rtsp://camera//stream", "--url", "host:9", "--transport", "system_shm"]
     argv += ["--depth", "3", "--out-dir", str(tmp_path), "--max-frames", "5", "--no-video"]
     argv += ["--timeout-s", "2.5", "--reconnect-timeout-s", "0", "--video-timeout-s", "3"]
-    expected = ("host:9", "system_shm", 3, tmp_path, 5, 2.5, 0.0, 3.0)
+    argv += ["--decoder", "opencv"]
+    expected = ("host:9", "system_shm", 3, tmp_path, 5, 2.5, 0.0, 3.0, "opencv")
     assert stream_video.parse_args(argv) == stream_video.StreamOptions(
         *expected, video="rtsp://camera//stream", write_video=False
     )
-    defaults = ("localhost:8001", "grpc", 2, Path("outputs"), None, 60.0, 30.0, 10.0)
+    defaults = ("localhost:8001", "grpc", 2, Path("outputs"), None, 60.0, 30.0, 10.0, "opencv")
     assert stream_video.parse_args(["--video", "in.mp4"]) == stream_video.StreamOptions(
         *defaults, video="in.mp4", write_video=True
     )

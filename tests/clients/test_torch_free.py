@@ -55,6 +55,9 @@ def test_the_client_package_imports_and_decodes_without_torch():
             "clients.status",
             "clients.streams",
             "clients.supervision_adapter",
+            "clients.command",
+            "clients.check",
+            "clients.cli",
         ):
             importlib.import_module(module)
 
