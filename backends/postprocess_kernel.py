@@ -6,9 +6,10 @@ full-size mask anywhere:
    top num_select, threshold, class-name rule and boxes for the whole batch in one launch;
 2. backends.mask_region_kernel: the batch's detection table, and where each mask can be > 0;
 3. backends.rle_kernel: every mask's run boundaries in COCO order, from its low-res logits;
-4. only the detection rows and the run boundaries cross to the host (pinned buffers, after one
-   small summary copy that sizes them); there backends.rle_runs turns them into COCO compressed
-   counts for the whole batch at once and, per mask, the largest contour of its tight crop.
+4. backends.rle_strings_kernel: every mask's COCO compressed counts string, from its runs;
+5. only the detection rows and the strings cross to the host (pinned buffers, after one small
+   summary copy that sizes them), plus the run boundaries when polygons are wanted: there
+   backends.rle_runs finds, per mask, the largest contour of its tight crop.
 
 launch_postprocess() queues the device work and returns at once; PendingPostprocess.results()
 waits for it and does the host part, so a caller can overlap the host part of one batch with the
@@ -35,16 +36,12 @@ from backends.mask_region_kernel import (
     MaskRegions,
     mask_regions,
 )
+from backends.packing import unpack_bytes
 from backends.postprocess_settings import PostprocessSettings
 from backends.results import EMPTY_POLYGON, SegmentationResult
 from backends.rle_kernel import MaskToggles, mask_toggles
-from backends.rle_runs import (
-    coco_counts,
-    compress_counts,
-    largest_contours_from_runs,
-    merge_column_joins,
-    split_strings,
-)
+from backends.rle_runs import largest_contours_from_runs
+from backends.rle_strings_kernel import CocoStrings, coco_strings
 from backends.select_kernel import select_detections_batch
 
 
@@ -63,8 +60,10 @@ class HostDetections:
     class_ids: np.ndarray  # (N,) int32
     scores: np.ndarray  # (N,) float32
     boxes: np.ndarray  # (N, 4) float32 xyxy pixels
-    toggles: np.ndarray  # every detection's toggles (backends.rle_kernel), concatenated
-    toggle_ends: np.ndarray  # (N,) inclusive cumulative toggle counts
+    rle_chars: np.ndarray  # every detection's COCO compressed counts string, concatenated, uint8
+    rle_offsets: np.ndarray  # (N + 1,): detection i's string is rle_chars[rle_offsets[i]:rle_offsets[i + 1]]
+    toggles: np.ndarray | None  # every detection's run boundaries (backends.rle_kernel), when polygons are wanted
+    toggle_ends: np.ndarray | None  # (N,) their inclusive cumulative counts
     device_to_host_bytes: int  # what crossed from the device for this batch
 
 
@@ -77,47 +76,59 @@ class PendingPostprocess:
         frames: Frames,
         regions: MaskRegions,
         toggles: MaskToggles,
+        strings: CocoStrings,
         settings: PostprocessSettings,
         toggle_blocks: tuple[int, int] | None = None,
     ):
         self._masks, self._frames, self._regions, self._toggles = masks, frames, regions, toggles
-        self._settings, self._toggle_blocks = settings, toggle_blocks
+        self._strings, self._settings, self._toggle_blocks = strings, settings, toggle_blocks
         batch = len(frames.image_sizes)
         last_end = toggles.ends[-1:] if len(toggles.ends) else torch.zeros(1, dtype=torch.int32, device=masks.device)
-        summary = torch.cat([regions.counts, last_end])
+        summary = torch.cat([regions.counts, last_end, strings.total])
         self._summary = _to_host(summary)
-        self._summary_bytes = 4 * (batch + 1)
+        self._summary_bytes = 4 * (batch + 2)
         self._event = torch.cuda.Event() if masks.device.type == "cuda" else None
         if self._event is not None:
             self._event.record()
 
     def fetch(self) -> HostDetections:
-        """Waits for the device, then copies only the used rows and toggles (one more wait)."""
+        """Waits for the device, then copies only the used rows, strings and (for polygons)
+        toggles (one more wait)."""
         if self._event is not None:
             self._event.synchronize()
         summary = self._summary.numpy()
-        counts = summary[:-1].astype(np.int64)
-        num_rows, num_toggles = int(counts.sum()), int(summary[-1])
-        toggles = self._toggles
+        counts = summary[:-2].astype(np.int64)
+        num_rows, num_toggles, num_chars = int(counts.sum()), int(summary[-2]), int(summary[-1])
+        toggles, strings = self._toggles, self._strings
         if num_toggles > toggles.capacity:  # more than the default room: the exact room, again
             toggles = mask_toggles(
                 self._masks, self._regions, self._frames, capacity=num_toggles, blocks=self._toggle_blocks
             )
+            strings = coco_strings(toggles, self._regions, self._frames)
+            num_chars = int(strings.total.item())
         table = _to_host(self._regions.table[:num_rows])
-        ends = _to_host(toggles.ends[:num_rows])
-        runs = _to_host(toggles.toggles[:num_toggles])
+        offsets = _to_host(strings.offsets[: num_rows + 1])
+        chars = _to_host(strings.chars[:num_chars])
+        copied = self._summary_bytes + 4 * (table.numel() + num_rows + 1) + num_chars
+        ends = runs = None
+        if self._settings.polygons:
+            ends = _to_host(toggles.ends[:num_rows])
+            runs = _to_host(toggles.toggles[:num_toggles])
+            copied += 4 * (num_rows + num_toggles)
         if self._event is not None:
             torch.cuda.current_stream().synchronize()
-        table, runs = table.numpy(), runs.numpy()
+        table = table.numpy()
         return HostDetections(
             counts=counts,
             frames=table[:, DET_FRAME].astype(np.int64),
             class_ids=table[:, DET_CLASS].copy(),
             scores=table[:, DET_SCORE].view(np.float32).copy(),
             boxes=table[:, DET_BOX : DET_BOX + 4].view(np.float32).copy(),
-            toggles=runs.astype(np.int64),
-            toggle_ends=ends.numpy().astype(np.int64),
-            device_to_host_bytes=self._summary_bytes + 4 * (table.size + num_rows + num_toggles),
+            rle_chars=chars.numpy(),
+            rle_offsets=offsets.numpy(),
+            toggles=None if runs is None else runs.numpy(),
+            toggle_ends=None if ends is None else ends.numpy(),
+            device_to_host_bytes=copied,
         )
 
     def results(self) -> list[SegmentationResult]:
@@ -171,7 +182,8 @@ def launch_postprocess(
     )
     regions = mask_regions(selection.rows, selection.counts, masks, frames)
     toggles = mask_toggles(masks, regions, frames, capacity=toggle_capacity, blocks=toggle_blocks)
-    return PendingPostprocess(masks, frames, regions, toggles, settings, toggle_blocks)
+    strings = coco_strings(toggles, regions, frames)
+    return PendingPostprocess(masks, frames, regions, toggles, strings, settings, toggle_blocks)
 
 
 def results_from_host(
@@ -179,16 +191,13 @@ def results_from_host(
     image_sizes: list[tuple[int, int]],
     settings: PostprocessSettings,
 ) -> list[SegmentationResult]:
-    """Host detections -> one SegmentationResult per frame (RLE for all masks at once)."""
-    sizes = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)
-    heights = sizes[host.frames, 0]
-    toggles, ends = merge_column_joins(host.toggles, host.toggle_ends)
-    counts, count_ends = coco_counts(toggles, ends, heights * sizes[host.frames, 1])
-    rles = split_strings(*compress_counts(counts, count_ends))
+    """Host detections -> one SegmentationResult per frame (the strings sliced, polygons traced)."""
+    rles = unpack_bytes(host.rle_chars, host.rle_offsets)
     if settings.polygons:
-        outlines = largest_contours_from_runs(toggles, ends, heights)
+        heights = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)[host.frames, 0]
+        outlines = largest_contours_from_runs(host.toggles, host.toggle_ends, heights)
     else:
-        outlines = [EMPTY_POLYGON] * len(ends)
+        outlines = [EMPTY_POLYGON] * len(rles)
     frame_ends = np.cumsum(host.counts)
     results = []
     for frame, (height, width) in enumerate(image_sizes):

@@ -5,8 +5,10 @@ F.interpolate(bilinear, align_corners=False) and keeps > 0; COCO RLE then walks 
 by column (flat index x * height + y). This kernel evaluates the same interpolation only inside
 each mask's region (backends.mask_region_kernel: outside it every pixel is 0) and writes the
 flat indices where the mask toggles in that order: run starts and run ends (exclusive), never a
-dense mask. A run ending at the bottom of column x and one starting at the top of column x + 1
-give the same index twice; the host drops such pairs (backends.rle_runs).
+dense mask. Those are exactly the boundaries of COCO's runs: a run that goes on from the bottom
+of column x to the top of column x + 1 has no boundary there. Column x + 1 owns that index, (x +
+1) * height: for a region spanning the whole height, its row 0 is compared with the bottom pixel
+of column x, and column x writes no toggle at row height (except the region's last column).
 
 The arithmetic is torch's, to the bit, so the > 0 decisions match:
 - scale = float32(h) / height (host), src = fma(scale, y + 0.5, -0.5) clamped at 0, the tap
@@ -48,7 +50,8 @@ MIN_GROUP_PAD = 128  # column groups: 4096 columns of 32 (see MIN_BATCH_PAD)
 @dataclass
 class MaskToggles:
     """Every kept detection's toggles, on the device: detection r owns
-    toggles[ends[r] - totals[r] : ends[r]], ascending flat column-major indices."""
+    toggles[ends[r] - totals[r] : ends[r]], ascending flat column-major indices, an even number:
+    run starts and (exclusive) run ends, alternating."""
 
     toggles: torch.Tensor  # (capacity,) int32; entries past ends[-1] are undefined
     ends: torch.Tensor  # (R,) int32, inclusive cumulative totals; rows past the used ones add 0
@@ -94,6 +97,16 @@ def _positive(
 
 
 @triton.jit
+def _column_taps(xs, width, scale_w, mask_w):
+    """Left and right tap columns of output columns xs, and their weights (torch's arithmetic)."""
+    src_x = tl.maximum(tl.fma(scale_w, tl.minimum(xs, width - 1).to(tl.float32) + 0.5, -0.5), 0.0)
+    col0 = tl.minimum(src_x.to(tl.int32), mask_w - 1)
+    col1 = col0 + tl.where(col0 < mask_w - 1, 1, 0)
+    wl1 = src_x - col0.to(tl.float32)
+    return col0, col1, 1.0 - wl1, wl1
+
+
+@triton.jit
 def _tap_row(y, scale_h, mask_h):
     """The upper tap row of output row y (torch's source index, truncated)."""
     src = tl.maximum(tl.fma(scale_h, y.to(tl.float32) + 0.5, -0.5), 0.0)
@@ -103,10 +116,12 @@ def _tap_row(y, scale_h, mask_h):
 @triton.jit
 def _column_toggles(
     plane, ys, y_lo, y_hi, height, scale_h, mask_h, mask_w, col0, col1, wl0, wl1, in_x, small,
-    FOUR_TAP: tl.constexpr, SPAN: tl.constexpr,
+    join, no_end, FOUR_TAP: tl.constexpr, SPAN: tl.constexpr,
 ):
     """[BLOCK_Y, BLOCK_X] int32, 1 where the mask toggles at (ys, column): the toggles of a
-    column are its y in [y_lo, y_hi + 1] where mask(y) != mask(y - 1), 0 outside the region.
+    column are its y in [y_lo, y_hi + 1] where mask(y) != mask(y - 1), 0 outside the region,
+    except that mask(y_lo - 1) is `join` (the bottom pixel of the column before, for a region
+    spanning the whole height) and columns marked `no_end` have none at y_hi + 1.
 
     A tile whose every column has all its taps > 1e-30 (or all <= 0) is uniform per column:
     each of its pixels is a convex combination of those taps with a weight >= 1/4, so > 0 (or
@@ -137,8 +152,9 @@ def _column_toggles(
         above = _positive(plane, tl.maximum(tl.minimum(ys - 1, height - 1), 0), scale_h, mask_h, mask_w,
                           col0, col1, wl0, wl1, small, FOUR_TAP)
     here = here & (ys <= y_hi)[:, None]
-    above = above & ((ys > y_lo) & (ys <= y_hi + 1))[:, None]
-    return ((here != above) & (ys <= y_hi + 1)[:, None] & in_x[None, :]).to(tl.int32)
+    above = tl.where((ys == y_lo)[:, None], join[None, :], above & ((ys > y_lo) & (ys <= y_hi + 1))[:, None])
+    rows = (ys < y_hi + 1)[:, None] | ((ys == y_hi + 1)[:, None] & ~no_end[None, :])
+    return ((here != above) & rows & in_x[None, :]).to(tl.int32)
 
 
 @triton.jit
@@ -192,11 +208,16 @@ def _toggles_kernel(
 
             xs = x_start + lanes_x
             in_x = xs <= x_hi
-            src_x = tl.maximum(tl.fma(scale_w, tl.minimum(xs, width - 1).to(tl.float32) + 0.5, -0.5), 0.0)
-            col0 = tl.minimum(src_x.to(tl.int32), mask_w - 1)
-            col1 = col0 + tl.where(col0 < mask_w - 1, 1, 0)
-            wl1 = src_x - col0.to(tl.float32)
-            wl0 = 1.0 - wl1
+            col0, col1, wl0, wl1 = _column_taps(xs, width, scale_w, mask_w)
+            # A region spanning the whole height: runs may go on from one column into the next.
+            whole_height = (y_lo == 0) & (y_hi == height - 1)
+            no_end = whole_height & (xs < x_hi)
+            join = tl.zeros([BLOCK_X], tl.int1)
+            if whole_height:
+                p0, p1, pw0, pw1 = _column_taps(xs - 1, width, scale_w, mask_w)
+                bottom = _positive(plane, tl.zeros([2], tl.int32) + (height - 1), scale_h, mask_h, mask_w,
+                                   p0, p1, pw0, pw1, small, FOUR_TAP)
+                join = (tl.max(bottom.to(tl.int32), axis=0) > 0) & (xs > x_lo)
 
             column_counts = columns_ptr + (row * num_groups + group) * BLOCK_X + lanes_x
             if WRITE and STORE_COLUMNS:
@@ -205,7 +226,7 @@ def _toggles_kernel(
                 per_column = tl.zeros([BLOCK_X], tl.int32)
                 for y0 in range(y_lo, y_hi + 2, BLOCK_Y):
                     toggle = _column_toggles(plane, y0 + lanes_y, y_lo, y_hi, height, scale_h, mask_h, mask_w,
-                                             col0, col1, wl0, wl1, in_x, small, FOUR_TAP, SPAN)
+                                             col0, col1, wl0, wl1, in_x, small, join, no_end, FOUR_TAP, SPAN)
                     per_column += tl.sum(toggle, axis=0)
 
             group_row = groups_ptr + row * (num_groups + 1)
@@ -217,7 +238,7 @@ def _toggles_kernel(
                 for y0 in range(y_lo, y_hi + 2, BLOCK_Y):
                     ys = y0 + lanes_y
                     toggle = _column_toggles(plane, ys, y_lo, y_hi, height, scale_h, mask_h, mask_w,
-                                             col0, col1, wl0, wl1, in_x, small, FOUR_TAP, SPAN)
+                                             col0, col1, wl0, wl1, in_x, small, join, no_end, FOUR_TAP, SPAN)
                     place = slot[None, :] + tl.cumsum(toggle, axis=0) - toggle
                     flat = xs[None, :] * height + ys[:, None]
                     tl.store(toggles_ptr + place, flat, mask=(toggle != 0) & (place < capacity))

@@ -1,15 +1,11 @@
-"""Mask toggles (backends.rle_kernel) -> COCO compressed RLE and polygons, on the host.
+"""Mask toggles (backends.rle_kernel) -> polygons, on the host.
 
 A mask's toggles are the ascending column-major flat indices (x * height + y) where it changes
-value: run starts and exclusive run ends, a run that wraps from the bottom of one column to the
-top of the next appearing as the same index twice. Everything here is numpy over the whole
-batch at once (no Python loop per pixel or per run), except one cv2.findContours per mask.
-
-- coco_counts: toggles -> COCO's uncompressed counts (zeros first, alternating, no trailing 0);
-- compress_counts: counts -> COCO's compressed strings, pycocotools' rleToString vectorized;
-- largest_contours_from_runs: every mask's tight crop located at once (crops_from_runs), then
-  per mask the crop rebuilt from its runs (np.repeat) and cv2.findContours with the crop's
-  offset, as backends.polygons.largest_contour on the full mask.
+value: run starts and exclusive run ends, alternating (COCO's runs: a run may go on from the
+bottom of one column to the top of the next). Every mask's tight crop is located at once
+(crops_from_runs, numpy over the whole batch); then per mask the crop is rebuilt from its runs
+and cv2.findContours runs on it with the crop's offset, as backends.polygons.largest_contour on
+the full mask. (The COCO strings are made on the device: backends.rle_strings_kernel.)
 """
 
 from __future__ import annotations
@@ -20,115 +16,6 @@ import cv2
 import numpy as np
 
 from backends.results import EMPTY_POLYGON
-
-_CHUNKS = 7  # 5-bit chunks of a count delta (|delta| < 2**31 < 2**34)
-
-
-def _starts(ends: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], ends[:-1]]).astype(np.int64)
-
-
-def segment_ids(ends: np.ndarray) -> np.ndarray:
-    """ends (inclusive cumulative lengths) -> the segment index of every element."""
-    lengths = np.diff(np.concatenate([[0], ends]))
-    return np.repeat(np.arange(len(ends)), lengths)
-
-
-def merge_column_joins(toggles: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drops each index that appears twice in a mask's toggles (a run across a column join).
-
-    Args:
-        toggles: every mask's toggles, concatenated, int.
-        ends: (N,) inclusive cumulative toggle counts per mask.
-
-    Returns:
-        The toggles without those pairs, and their new ends.
-    """
-    toggles = np.asarray(toggles, dtype=np.int64)
-    ends = np.asarray(ends, dtype=np.int64)
-    mask_of = segment_ids(ends)
-    twin = (toggles[1:] == toggles[:-1]) & (mask_of[1:] == mask_of[:-1])
-    keep = np.ones(len(toggles), dtype=bool)
-    keep[1:][twin] = False
-    keep[:-1][twin] = False
-    kept_per_mask = np.bincount(mask_of[keep], minlength=len(ends))
-    return toggles[keep], np.cumsum(kept_per_mask)
-
-
-def coco_counts(toggles: np.ndarray, ends: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Toggles (merged) -> COCO uncompressed counts, as pycocotools' rleEncode writes them.
-
-    A mask's counts are [t0, t1 - t0, ..., area - t_last], the last dropped when it is 0 (the
-    mask ends inside a run); an empty mask is [area].
-
-    Args:
-        toggles: every mask's merged toggles, concatenated.
-        ends: (N,) inclusive cumulative toggle counts per mask.
-        areas: (N,) height * width of each mask's frame.
-
-    Returns:
-        counts (int64, concatenated) and their (N,) inclusive cumulative lengths per mask.
-    """
-    toggles = np.asarray(toggles, dtype=np.int64)
-    ends = np.asarray(ends, dtype=np.int64)
-    areas = np.asarray(areas, dtype=np.int64)
-    starts = _starts(ends)
-    sizes = ends - starts
-    mask_of = segment_ids(ends)
-    previous = np.empty_like(toggles)
-    previous[1:] = toggles[:-1]
-    previous[starts[sizes > 0]] = 0
-    nonempty = sizes > 0
-    last = np.zeros(len(ends), dtype=np.int64)
-    last[nonempty] = toggles[ends[nonempty] - 1]
-    tails = areas - last
-    has_tail = tails > 0
-    out_ends = np.cumsum(sizes + has_tail)
-    out_starts = _starts(out_ends)
-    counts = np.empty(int(out_ends[-1]) if len(out_ends) else 0, dtype=np.int64)
-    counts[out_starts[mask_of] + (np.arange(len(toggles)) - starts[mask_of])] = toggles - previous
-    counts[(out_starts + sizes)[has_tail]] = tails[has_tail]
-    return counts, out_ends
-
-
-def compress_counts(counts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """COCO uncompressed counts -> compressed strings, byte-identical to pycocotools.
-
-    pycocotools' rleToString: count i > 2 is stored as its difference with count i - 2, then
-    each value as 5-bit chunks, low first, + 48, bit 0x20 set on all chunks but the last,
-    stopping once the rest is 0 (or -1 with the sign bit 0x10 set): a value v takes n chunks,
-    the least n with -2**(5n - 1) <= v < 2**(5n - 1).
-
-    Args:
-        counts: every mask's counts, concatenated.
-        ends: (N,) inclusive cumulative count lengths per mask.
-
-    Returns:
-        (S,) uint8 characters of all strings, concatenated, and (N + 1,) int64 offsets.
-    """
-    counts = np.asarray(counts, dtype=np.int64)
-    ends = np.asarray(ends, dtype=np.int64)
-    mask_of = segment_ids(ends)
-    values = counts.copy()
-    delta = np.flatnonzero(np.arange(len(counts)) - _starts(ends)[mask_of] > 2)
-    values[delta] -= counts[delta - 2]
-    magnitude = np.where(values < 0, ~values, values)
-    chunks = np.ones(len(values), dtype=np.int64)
-    for n in range(1, _CHUNKS):
-        chunks += magnitude >= (1 << (5 * n - 1))
-    value_ends = np.cumsum(chunks)
-    owner = np.repeat(np.arange(len(values)), chunks)
-    index = np.arange(int(value_ends[-1]) if len(values) else 0) - (value_ends - chunks)[owner]
-    more = index < chunks[owner] - 1
-    chars = (((values[owner] >> (5 * index)) & 0x1F) | (more << 5)) + 48
-    per_mask = np.concatenate([[0], value_ends[ends - 1]]) if len(values) else np.zeros(len(ends) + 1, np.int64)
-    return chars.astype(np.uint8), per_mask.astype(np.int64)
-
-
-def split_strings(chars: np.ndarray, offsets: np.ndarray) -> list[bytes]:
-    """Concatenated strings and their offsets -> one bytes object per string."""
-    blob = chars.tobytes()
-    return [blob[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
 
 
 @dataclass
@@ -147,7 +34,11 @@ class Crops:
     bound_ends: np.ndarray
 
     def mask(self, i: int) -> np.ndarray | None:
-        """Mask i's crop, uint8 row-major (height, width), or None when the mask is empty."""
+        """Mask i's crop, uint8 row-major (height, width), or None when the mask is empty.
+
+        One crop at a time, so that it stays in the cache from its fill to findContours: one
+        np.repeat for all crops was no faster (1080p, 25 blobs, 4.3 M crop pixels, 2-core EPYC:
+        4.2-4.6 ms for the polygons either way)."""
         if self.width[i] == 0:
             return None
         bounds = self.bounds[(self.bound_ends[i - 1] if i else 0) : self.bound_ends[i]]
@@ -158,7 +49,7 @@ class Crops:
 
 
 def crops_from_runs(toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray) -> Crops:
-    """Merged toggles of every mask (each an even number: starts and ends of runs) -> the tight
+    """Toggles of every mask (each an even number: starts and ends of runs) -> the tight
     crops, computed for all masks at once.
 
     A run that wraps from one column into the next sets rows 0 and height - 1: its mask's crop
@@ -211,14 +102,15 @@ def largest_contours_from_runs(toggles: np.ndarray, ends: np.ndarray, heights: n
     """Every mask's polygon: the same as backends.polygons.largest_contour on the full mask.
 
     Args:
-        toggles: every mask's merged toggles (merge_column_joins), concatenated.
+        toggles: every mask's toggles, concatenated.
         ends: (N,) inclusive cumulative toggle counts per mask.
         heights: (N,) the height of each mask's frame.
     """
     crops = crops_from_runs(toggles, ends, heights)
     polygons = []
     # One mask after another: a thread pool measured slower on the H200 host (1080p, 25 masks:
-    # 12.5 ms against 7.5 ms; benchmarks/results/h200/postprocess.md), the crops being small.
+    # 12.5 ms against 7.5 ms; benchmarks/results/h200/postprocess-threadpool-tried.md; 2 workers
+    # on a 2-core EPYC: 2.5 ms against 2.1 ms), the crops being small.
     for i in range(len(ends)):
         mask = crops.mask(i)
         if mask is None:

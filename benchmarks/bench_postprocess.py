@@ -10,21 +10,24 @@ Per frame, median over the repeats:
 - reference (backends.postprocess): GPU ms = selection + every mask upsampled and thresholded
   (CUDA events); copy ms = the dense masks to the host; host ms = pycocotools RLE and polygons;
   end to end = postprocess_batch itself, wall clock;
-- kernels (backends.postprocess_kernel): GPU ms = sigmoid + the four Triton launches (events);
-  copy ms = waiting for them and copying rows and run boundaries (fetch); host ms = RLE strings
-  for the whole batch, then polygons; end to end = postprocess_batch_kernels, wall clock;
+- kernels (backends.postprocess_kernel): GPU ms = sigmoid + the six Triton launches (events);
+  copy ms = waiting for them and copying rows, strings and run boundaries (fetch); host strings
+  ms = slicing the strings that came from the device; polygons from the runs; end to end =
+  postprocess_batch_kernels, wall clock;
 - for both, GPU busy ms: the device's busy time of one whole call (kernels, copies, memsets,
   torch.profiler), without the idle gaps while the host launches;
-- bytes copied device -> host per frame.
+- bytes copied device -> host per frame, with polygons and without (the kernels then copy no
+  run boundaries).
 Then the selection alone for batches of 1 and 8 frames (threshold 0.5, and 0.0: every score is
-a candidate), kernel against the reference's torch ops, and the host's RLE compression, numpy
-vectorized against pycocotools.frPyObjects per mask. Prints a markdown report, and writes it to
---out when given.
+a candidate), kernel against the reference's torch ops, and the COCO strings of 25 blob masks at
+1080p from their run boundaries: the strings kernel on the device against pycocotools'
+frPyObjects per mask on the host. Prints a markdown report, and writes it to --out when given.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import statistics
@@ -121,6 +124,7 @@ class Row:
     polygon_ms: float
     end_to_end_ms: float
     bytes_to_host: int
+    bytes_without_polygons: int
 
 
 def _median_rows(rows: list[Row]) -> Row:
@@ -130,6 +134,7 @@ def _median_rows(rows: list[Row]) -> Row:
         *(statistics.median(getattr(r, name) for r in rows)
           for name in ("gpu_ms", "busy_ms", "copy_ms", "rle_ms", "polygon_ms", "end_to_end_ms")),
         first.bytes_to_host,
+        first.bytes_without_polygons,
     )
 
 
@@ -154,18 +159,13 @@ def bench_reference(clock: Clock, tensors, size, settings, label: str, detection
     end_ms, _ = clock.wall_ms(lambda: postprocess_batch(dets, labels, masks, [size], settings))
     busy_ms = clock.busy_ms(lambda: postprocess_batch(dets, labels, masks, [size], settings))
     copied = sum(m.nbytes for m in host[3]) + len(rles) * (16 + 4 + 8)
-    return Row(label, detections, "reference", gpu_ms, busy_ms, copy_ms, rle_ms, polygon_ms, end_ms, copied)
+    return Row(label, detections, "reference", gpu_ms, busy_ms, copy_ms, rle_ms, polygon_ms, end_ms, copied, copied)
 
 
 def bench_kernels(clock: Clock, tensors, size, settings, label: str, detections: int) -> Row:
+    from backends.packing import unpack_bytes
     from backends.postprocess_kernel import launch_postprocess, postprocess_batch_kernels
-    from backends.rle_runs import (
-        coco_counts,
-        compress_counts,
-        largest_contours_from_runs,
-        merge_column_joins,
-        split_strings,
-    )
+    from backends.rle_runs import largest_contours_from_runs
 
     dets, labels, masks = tensors
     gpu_ms, pending = clock.device_ms(lambda: launch_postprocess(dets, labels, masks, [size], settings))
@@ -173,17 +173,19 @@ def bench_kernels(clock: Clock, tensors, size, settings, label: str, detections:
     host = pending.fetch()
     copy_ms = (time.perf_counter() - start) * 1e3
     start = time.perf_counter()
-    toggles, ends = merge_column_joins(host.toggles, host.toggle_ends)
-    rles = split_strings(*compress_counts(*coco_counts(toggles, ends, np.full(len(ends), size[0] * size[1]))))
+    rles = unpack_bytes(host.rle_chars, host.rle_offsets)
     rle_ms = (time.perf_counter() - start) * 1e3
     start = time.perf_counter()
-    largest_contours_from_runs(toggles, ends, np.full(len(ends), size[0]))
+    largest_contours_from_runs(host.toggles, host.toggle_ends, np.full(len(rles), size[0]))
     polygon_ms = (time.perf_counter() - start) * 1e3
     assert len(rles) == detections, (len(rles), detections)
+    without = dataclasses.replace(settings, polygons=False)
+    strings_only = launch_postprocess(dets, labels, masks, [size], without).fetch().device_to_host_bytes
     end_ms, _ = clock.wall_ms(lambda: postprocess_batch_kernels(dets, labels, masks, [size], settings))
     busy_ms = clock.busy_ms(lambda: postprocess_batch_kernels(dets, labels, masks, [size], settings))
     return Row(
-        label, detections, "kernels", gpu_ms, busy_ms, copy_ms, rle_ms, polygon_ms, end_ms, host.device_to_host_bytes
+        label, detections, "kernels", gpu_ms, busy_ms, copy_ms, rle_ms, polygon_ms, end_ms,
+        host.device_to_host_bytes, strings_only,
     )
 
 
@@ -223,60 +225,65 @@ def bench_selection(clock: Clock, device: torch.device, repeats: int) -> list[st
     return lines
 
 
-def bench_compression(repeats: int) -> list[str]:
-    """The host's run boundaries -> strings step: numpy for the whole batch vs per mask."""
+def bench_strings(clock: Clock, device: torch.device, repeats: int) -> list[str]:
+    """COCO strings of 25 blob masks at 1080p from their run boundaries (the RLE kernel's, on
+    the device): the strings kernel alone against pycocotools.frPyObjects per mask on the host."""
     from pycocotools import mask as mask_utils
 
-    from backends.rle_runs import coco_counts, compress_counts, merge_column_joins, split_strings
+    from backends.mask_region_kernel import Frames, mask_regions
+    from backends.postprocess_kernel import class_name_flags
+    from backends.rle_kernel import mask_toggles
+    from backends.rle_strings_kernel import coco_strings
+    from backends.select_kernel import select_detections_batch
 
     height, width = 1080, 1920
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:height, 0:width]
-    masks = [
-        (yy - rng.uniform(0, height)) ** 2 + (xx - rng.uniform(0, width)) ** 2 < rng.uniform(40, 400) ** 2
-        for _ in range(25)
-    ]
-    toggles = []
-    for mask in masks:
-        flat = np.concatenate([[0], mask.T.reshape(-1).astype(np.int8), [0]])
-        toggles.append(np.flatnonzero(np.diff(flat)))
-    ends = np.cumsum([len(t) for t in toggles])
-    merged, ends = merge_column_joins(np.concatenate(toggles), ends)
-    areas = np.full(len(ends), height * width)
-
-    def vectorized():
-        return split_strings(*compress_counts(*coco_counts(merged, ends, areas)))
-
+    settings = PostprocessSettings(NUM_QUERIES, THRESHOLD, coco_like_classes())
+    dets, labels, masks = (torch.from_numpy(a)[None].to(device) for a in nano_outputs(25, seed=25))
+    frames = Frames.build([(height, width)], tuple(masks.shape[-2:]), device)
+    flags = class_name_flags(settings.classes, NUM_CLASSES, device)
+    selection = select_detections_batch(labels.sigmoid(), dets, frames.sizes, flags, NUM_QUERIES, THRESHOLD)
+    regions = mask_regions(selection.rows, selection.counts, masks, frames)
+    toggles = mask_toggles(masks, regions, frames)
+    rows = int(regions.counts.sum())
+    ends = toggles.ends[:rows].cpu().numpy()
+    runs = toggles.toggles[: int(ends[-1])].cpu().numpy().astype(np.int64)
     starts = np.concatenate([[0], ends[:-1]])
+
+    def kernel():
+        return coco_strings(toggles, regions, frames)
 
     def pycocotools():
         strings = []
         for first, last in zip(starts, ends, strict=True):
-            counts = np.diff(merged[first:last], prepend=0, append=height * width)
+            counts = np.diff(runs[first:last], prepend=0, append=height * width)
             counts = counts[:-1] if last > first and counts[-1] == 0 else counts
             rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
             strings.append(rle["counts"])
         return strings
 
-    assert vectorized() == pycocotools()
-    timings = []
-    for fn in (vectorized, pycocotools):
-        fn()
-        samples = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - start) * 1e3)
-        timings.append(statistics.median(samples))
+    strings = kernel()
+    offsets = strings.offsets[: rows + 1].cpu().numpy()
+    blob = strings.chars[: int(strings.total[0])].cpu().numpy().tobytes()
+    expected = pycocotools()
+    assert [blob[offsets[i] : offsets[i + 1]] for i in range(rows)] == expected
+    device_ms = statistics.median(clock.device_ms(kernel)[0] for _ in range(repeats))
+    busy_ms = clock.busy_ms(kernel)
+    host_samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        pycocotools()
+        host_samples.append((time.perf_counter() - start) * 1e3)
     return [
-        "| 25 blob masks at 1920x1080: run boundaries -> COCO strings | ms |",
-        "| --- | ---: |",
-        f"| numpy, whole batch (backends.rle_runs) | {timings[0]:.3f} |",
-        f"| numpy counts + pycocotools.frPyObjects, per mask | {timings[1]:.3f} |",
+        f"| {rows} blob masks at {width}x{height}: run boundaries -> COCO strings | ms | busy ms | bytes |",
+        "| --- | ---: | ---: | ---: |",
+        f"| Triton kernel on the device (backends.rle_strings_kernel) | {device_ms:.3f} | {busy_ms:.3f} "
+        f"| {len(blob):,} (strings) |",
+        f"| numpy counts + pycocotools.frPyObjects per mask, on the host | {statistics.median(host_samples):.3f} "
+        f"| - | {4 * len(runs):,} (run boundaries) |",
     ]
 
 
-def format_report(rows: list[Row], selection: list[str], compression: list[str], command: str) -> str:
+def format_report(rows: list[Row], selection: list[str], strings: list[str], command: str) -> str:
     lines = [
         "# Postprocess benchmark: reference vs kernels (per frame, RF-DETR-Seg-Nano outputs)",
         "",
@@ -284,33 +291,35 @@ def format_report(rows: list[Row], selection: list[str], compression: list[str],
         f"Command: {command}",
         "",
         (
-            "| frame | detections | impl | GPU ms | GPU busy ms | copy ms | host RLE ms | host polygons ms "
-            "| end to end ms | vs reference | bytes to host |"
+            "| frame | detections | impl | GPU ms | GPU busy ms | copy ms | host strings ms | host polygons ms "
+            "| end to end ms | vs reference | bytes to host | without polygons |"
         ),
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     reference = {(r.size, r.detections): r for r in rows if r.impl == "reference"}
     for r in rows:
         speedup = reference[(r.size, r.detections)].end_to_end_ms / r.end_to_end_ms
         lines.append(
             f"| {r.size} | {r.detections} | {r.impl} | {r.gpu_ms:.3f} | {r.busy_ms:.3f} | {r.copy_ms:.3f} "
-            f"| {r.rle_ms:.3f} | {r.polygon_ms:.3f} | {r.end_to_end_ms:.3f} | {speedup:.1f}x | {r.bytes_to_host:,} |"
+            f"| {r.rle_ms:.3f} | {r.polygon_ms:.3f} | {r.end_to_end_ms:.3f} | {speedup:.1f}x | {r.bytes_to_host:,} "
+            f"| {r.bytes_without_polygons:,} |"
         )
     lines += [
         "",
         "GPU ms: from the first to the last queued device operation (CUDA events, idle gaps while the",
         "host launches included); GPU busy ms: the sum of the kernels, copies and memsets of one whole",
-        "call (torch.profiler); copy ms: waiting for the device and copying to the host; end to end: the",
-        "whole batched call, wall clock. Targets (issue 7): <= 0.25 ms GPU per 1080p frame with 25",
-        "detections, polygons <= 0.5 ms per frame, >= 50x the reference end to end.",
+        "call (torch.profiler); copy ms: waiting for the device and copying to the host; host strings ms:",
+        "the reference's pycocotools encode of each dense mask, the kernels' slicing of the strings made",
+        "on the device; end to end: the whole batched call, wall clock. Targets (issue 7): <= 0.25 ms GPU",
+        "per 1080p frame with 25 detections, polygons <= 0.5 ms per frame, >= 50x the reference end to end.",
         "",
         "## Selection alone (25 detections per frame)",
         "",
         *selection,
         "",
-        "## Host: run boundaries -> COCO compressed strings",
+        "## Run boundaries -> COCO compressed strings",
         "",
-        *compression,
+        *strings,
     ]
     return "\n".join(lines)
 
@@ -346,8 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                 ]))
                 print(rows[-1], flush=True)
     command = "python -m benchmarks.bench_postprocess " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = format_report(rows, bench_selection(clock, device, args.repeats), bench_compression(args.repeats),
-                           command.strip())
+    report = format_report(rows, bench_selection(clock, device, args.repeats),
+                           bench_strings(clock, device, args.repeats), command.strip())
     print(report)
     if args.out:
         with open(args.out, "w") as out:

@@ -34,15 +34,10 @@ from backends.postprocess_kernel import (
     postprocess_batch_kernels,
 )
 from backends.results import EMPTY_POLYGON
-from backends.rle import encode_mask
-from backends.rle_runs import (
-    coco_counts,
-    compress_counts,
-    largest_contours_from_runs,
-    merge_column_joins,
-    split_strings,
-)
+from backends.rle import decode_mask
+from backends.rle_runs import largest_contours_from_runs
 from backends.select_kernel import select_detections_batch
+from tests.backends.runs import mask_runs, sample_masks
 from tools.postprocess_parity import (
     FULL_SIZES,
     KINDS,
@@ -150,13 +145,32 @@ def test_polygons_can_be_skipped():
     assert all(p.shape == EMPTY_POLYGON.shape for p in ours.polygons)
 
 
-def test_copies_only_rows_and_runs():
+@pytest.mark.parametrize("polygons", [True, False])
+def test_copies_only_rows_strings_and_runs_for_polygons(polygons):
     rng = np.random.default_rng(9)
     case = make_case("blobs", rng, [(175, 312)], num_queries=12, mask_side=20, device=DEVICE)
-    host = launch_postprocess(case.dets, case.labels, case.masks, case.image_sizes, case.settings).fetch()
+    settings = dataclasses.replace(case.settings, polygons=polygons)
+    host = launch_postprocess(case.dets, case.labels, case.masks, case.image_sizes, settings).fetch()
     n = len(host.scores)
-    assert n > 0
-    assert host.device_to_host_bytes == 4 * (1 + 1) + n * (32 + 4) + 4 * len(host.toggles)
+    assert n > 0 and len(host.rle_offsets) == n + 1 and host.rle_offsets[-1] == len(host.rle_chars)
+    runs = n + len(host.toggles) if polygons else 0
+    assert (host.toggles is not None) == polygons
+    assert host.device_to_host_bytes == 4 * (1 + 2) + n * 32 + 4 * (n + 1) + len(host.rle_chars) + 4 * runs
+
+
+def test_runs_are_coco_run_boundaries():
+    """Full-height bands: runs go on across column joins, and no boundary is written there."""
+    rng = np.random.default_rng(12)
+    case = make_case("borders", rng, [(97, 131)], num_queries=12, mask_side=20, device=DEVICE, num_select=6)
+    host = launch_postprocess(case.dets, case.labels, case.masks, case.image_sizes, case.settings).fetch()
+    (reference,) = postprocess_batch(case.dets, case.labels, case.masks, case.image_sizes, case.settings)
+    starts = np.concatenate([[0], host.toggle_ends[:-1]])
+    wraps = 0
+    for rle, first, last in zip(reference.rle_counts, starts, host.toggle_ends, strict=True):
+        mask = decode_mask(rle, 97, 131)
+        np.testing.assert_array_equal(host.toggles[first:last], mask_runs(mask))
+        wraps += int(np.any(mask[-1, :-1] & mask[0, 1:]))
+    assert wraps > 0  # the case has runs across column joins
 
 
 def test_empty_batch_and_no_detection():
@@ -220,50 +234,14 @@ def test_selection_when_num_select_exceeds_the_grid():
     np.testing.assert_array_equal(sel.rows[0, :n, 0].cpu().numpy(), reference.query_ids.cpu().numpy())
 
 
-# ---- host side: runs -> COCO RLE and polygons (numpy, no kernel) -------------------------------
-
-
-def kernel_toggles(mask: np.ndarray) -> np.ndarray:
-    """What the RLE kernel writes for a mask: per column, the y in [0, H] where it changes,
-    as flat column-major indices (a run across a column join gives one index twice)."""
-    height = mask.shape[0]
-    padded = np.zeros((height + 2, mask.shape[1]), dtype=bool)
-    padded[1:-1] = mask
-    ys, xs = np.nonzero(padded[1:] != padded[:-1])
-    return np.sort(xs * height + ys)
-
-
-def sample_masks(rng: np.random.Generator) -> list[np.ndarray]:
-    masks = []
-    for height, width in [(1, 1), (1, 9), (9, 1), (7, 13), (64, 48), (131, 97)]:
-        masks.append(np.zeros((height, width), bool))
-        masks.append(np.ones((height, width), bool))
-        masks.append(rng.random((height, width)) < 0.5)
-        band = np.zeros((height, width), bool)
-        band[:, width // 3 : width // 3 + 2] = True  # runs across column joins
-        masks.append(band)
-        yy, xx = np.mgrid[0:height, 0:width]
-        masks.append((yy - height / 2) ** 2 + (xx - width / 3) ** 2 < (min(height, width) / 2) ** 2)
-        corner = np.zeros((height, width), bool)
-        corner[-1, -1] = True
-        masks.append(corner)
-    return masks
-
-
-def test_runs_to_coco_rle_is_byte_identical_to_pycocotools():
-    masks = sample_masks(np.random.default_rng(0))
-    toggles = [kernel_toggles(m) for m in masks]
-    merged, ends = merge_column_joins(np.concatenate(toggles), np.cumsum([len(t) for t in toggles]))
-    counts, count_ends = coco_counts(merged, ends, np.array([m.size for m in masks]))
-    strings = split_strings(*compress_counts(counts, count_ends))
-    assert strings == [encode_mask(m) for m in masks]
+# ---- host side: runs -> polygons (numpy and cv2, no kernel) ------------------------------------
 
 
 def test_polygons_from_runs_match_the_full_mask():
     masks = sample_masks(np.random.default_rng(1))
-    toggles = [kernel_toggles(m) for m in masks]
-    merged, ends = merge_column_joins(np.concatenate(toggles), np.cumsum([len(t) for t in toggles]))
-    polygons = largest_contours_from_runs(merged, ends, np.array([m.shape[0] for m in masks]))
+    toggles = [mask_runs(m) for m in masks]
+    ends = np.cumsum([len(t) for t in toggles])
+    polygons = largest_contours_from_runs(np.concatenate(toggles), ends, np.array([m.shape[0] for m in masks]))
     assert len(polygons) == len(masks)
     for mask, polygon in zip(masks, polygons, strict=True):
         np.testing.assert_array_equal(polygon, largest_contour(mask))
@@ -277,6 +255,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from backends.mask_region_kernel import _regions_kernel
 from backends.rle_kernel import _toggles_kernel
+from backends.rle_strings_kernel import _strings_kernel
 from backends.select_kernel import _select_kernel
 
 P, I = "*fp32", "*i32"
@@ -298,6 +277,10 @@ for write in (False, True):
               num_queries="i32", mask_h="i32", mask_w="i32", num_groups="i32", capacity="i32"),
               dict(B_PAD=4, G_PAD=64, BLOCK_Y=32, BLOCK_X=32, WRITE=write, STORE_COLUMNS=store,
                    FOUR_TAP=False, SPAN=16), num_warps=4, enable_fp_fusion=False)
+for write in (False, True):
+    build(_strings_kernel, dict(toggles_ptr=I, ends_ptr=I, table_ptr=I, frames_ptr=I, counts_ptr=I, totals_ptr=I,
+          block_ends_ptr=I, chars_ptr="*u8", offsets_ptr=I, batch="i32", capacity="i32", char_capacity="i32",
+          search_steps="i32"), dict(B_PAD=32, BLOCK=1024, CHUNKS=5, WRITE=write), num_warps=4)
 print("compiled")
 """
 
