@@ -23,7 +23,12 @@ from clients.outputs import Outputs, RunSummary
 from clients.reconnect import Reconnect, ServerUnavailable, wait_until_ready
 from clients.server_stats import RunStats
 from clients.stream import FrameOutcome, Unsent, stream_frames
-from clients.transports import TRANSPORT_KINDS, make_transport
+from clients.transports import (
+    TRANSPORT_KINDS,
+    TransportUnavailable,
+    check_transport,
+    make_transport,
+)
 from clients.video import DECODERS, VideoError, check_decoder
 
 logger = logging.getLogger(__name__)
@@ -38,9 +43,10 @@ class StreamSettings:
     and how long to wait. Checked on construction.
 
     Raises:
-        ValueError: an unknown transport, depth or max_frames below 1, a timeout that is no
-            positive number of seconds (reconnect_timeout_s may be 0: check once), or a decoder
-            that is unknown or not installed.
+        ValueError: a transport that is unknown or that this host cannot use, depth or
+            max_frames below 1, a timeout that is no positive number of seconds
+            (reconnect_timeout_s may be 0: check once), or a decoder that is unknown or not
+            installed.
     """
 
     url: str  # Triton's gRPC endpoint
@@ -54,9 +60,7 @@ class StreamSettings:
     decoder: str  # how videos are decoded: clients.video.DECODERS
 
     def __post_init__(self) -> None:
-        if self.transport not in TRANSPORT_KINDS:
-            kinds = list(TRANSPORT_KINDS)
-            raise ValueError(f"unknown transport {self.transport!r}; choose one of {kinds}")
+        check_transport(self.transport)
         if self.depth < 1:
             raise ValueError(f"depth must be >= 1, got {self.depth}")
         if self.max_frames is not None and self.max_frames < 1:
@@ -87,7 +91,11 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every streaming CLI takes: server, transport, depth, limits, deadlines."""
     add_url_argument(parser)
     parser.add_argument(
-        "--transport", choices=TRANSPORT_KINDS, default="grpc", help="how frames travel"
+        "--transport",
+        choices=TRANSPORT_KINDS,
+        default="grpc",
+        help="how frames travel: grpc (anywhere), system_shm (server on this host), cuda (server "
+        "on this host and GPU; needs cuda-bindings)",
     )
     parser.add_argument("--depth", type=int, default=2, help="requests in flight (per stream)")
     parser.add_argument("--out-dir", type=Path, default=Path("outputs"))
@@ -189,7 +197,7 @@ def run_recorded(summary: RunSummary, url: str, work: Callable[[], None]) -> Non
         work()
     except (ServerUnavailable, InferenceServerException) as error:
         summary.stopped_because = f"Triton at {url}: {error}"
-    except (VideoError, TimeoutError, OSError) as error:
+    except (VideoError, TransportUnavailable, TimeoutError, OSError) as error:
         summary.stopped_because = str(error)
     except Exception as error:  # a bug: the summary is written all the same
         logger.exception("unexpected error")

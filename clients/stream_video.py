@@ -196,7 +196,7 @@ def stream_video(
             a webcam (webcam:N or /dev/videoN).
         url: Triton's gRPC endpoint, HOST:PORT.
         transport: one of clients.transports.TRANSPORT_KINDS. system_shm needs the server on
-            this host (or sharing its IPC namespace).
+            this host (or sharing its IPC namespace), cuda on this host and GPU.
         depth: requests in flight.
         out_dir: where the outputs go; created if missing, an earlier run's outputs removed.
         max_frames: stop after this many frames; None: the whole video.

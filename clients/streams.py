@@ -1,6 +1,6 @@
 """Streams many sources at once through the RF-DETR-Seg ensemble on Triton, each its own stream.
 
-    python -m clients streams --url HOST:8001 --transport grpc|system_shm \\
+    python -m clients streams --url HOST:8001 --transport grpc|system_shm|cuda \\
         --source a.mp4 --source rtsp://cam/1 --source webcam:0 --source folder_of_images/ \\
         [--depth 2] [--out-dir outputs/] [--max-frames N] [--timeout-s S] \\
         [--reconnect-timeout-s S] [--video-timeout-s S] [--decoder opencv|pyav]

@@ -23,6 +23,7 @@ from pathlib import Path
 from backends.contract import MODEL_SIZES
 from backends.postprocess_settings import check_score_threshold
 from clients.stream_video import stream_video
+from clients.transports import TRANSPORT_KINDS, check_transport
 from tools.build_repository import build_repository, check_readable, spec_from_files
 from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, ExportedModel, export, random_weights_export
 from tools.make_sample_video import make_sample_video
@@ -58,7 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--video", help="input video file or stream URL; a synthetic one is generated without it")
     parser.add_argument("--out-dir", type=Path, default=Path("outputs"))
     parser.add_argument("--score-threshold", type=float)
-    parser.add_argument("--transport", default="system_shm", choices=["grpc", "system_shm"])
+    parser.add_argument(
+        "--transport", default="system_shm", choices=TRANSPORT_KINDS, help="cuda needs a GPU and cuda-bindings"
+    )
     # cpu: 1, since every stage competes for the same cores and frames in flight only add
     # contention (benchmarks/results/cpu/pipeline.md); gpu: 4, so batches can form.
     parser.add_argument("--depth", type=int, help="frames in flight (default: cpu 1, gpu 4)")
@@ -77,6 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             check_score_threshold(args.score_threshold)
         if args.depth is not None and args.depth < 1:
             raise ValueError(f"--depth must be >= 1, got {args.depth}")
+        check_transport(args.transport)
     except (ValueError, OSError) as error:
         parser.error(str(error))
     return args

@@ -1,6 +1,7 @@
 """The video CLI against a real tritonserver that goes away mid-run: restarted (the stream goes
-on, the shared-memory regions registered again), gone for good (exit 2, summary written), or gone
-right after the last frame (the statistics are left out, the run still succeeds).
+on, the system or CUDA shared-memory regions registered again), gone for good (exit 2, summary
+written), or gone right after the last frame (the statistics are left out, the run still
+succeeds).
 
 Each test has its own server (it stops it); the stream is cut at a known frame by wrapping
 clients.stream_video's stream_frames.
@@ -16,8 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+import tritonclient.grpc as grpcclient
 
 from clients import runner, stream_video
+from tests.clients.test_cuda_transport import needs_cuda_shm
 from tools.make_sample_video import make_sample_video
 from tools.tritonserver import TritonServer
 
@@ -104,8 +107,9 @@ def test_a_server_restarted_mid_run_is_waited_for_and_the_stream_goes_on(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("transport", ["system_shm", pytest.param("cuda", marks=needs_cuda_shm)])
 def test_a_server_that_came_back_without_our_regions_gets_them_again(
-    server, video, tmp_path, monkeypatch
+    server, video, tmp_path, monkeypatch, transport
 ):
     # Restarted between two frames: the first frame sent to the new server finds no region.
     def restart_now():
@@ -114,7 +118,7 @@ def test_a_server_that_came_back_without_our_regions_gets_them_again(
 
     after_frame(monkeypatch, CUT_AFTER, restart_now)
     out = tmp_path / "out"
-    assert run_cli(server, video, out, "--transport", "system_shm", "--depth", "1") == 1
+    assert run_cli(server, video, out, "--transport", transport, "--depth", "1") == 1
 
     records = read_jsonl(out / "results.jsonl")
     assert [r["frame"] for r in records] == list(range(FRAMES))
@@ -124,6 +128,9 @@ def test_a_server_that_came_back_without_our_regions_gets_them_again(
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["failed"], summary["server_outages"]) == (1, 1)
     assert our_regions_in_dev_shm() == []
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        assert client.get_system_shared_memory_status(as_json=True).get("regions", {}) == {}
+        assert client.get_cuda_shared_memory_status(as_json=True).get("regions", {}) == {}
 
 
 @pytest.mark.integration
