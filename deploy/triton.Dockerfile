@@ -21,6 +21,9 @@ COPY backends/ /opt/rfdetr-triton/backends/
 RUN python3 -m pip install --no-cache-dir "/opt/rfdetr-triton[export]" \
  && python3 -c "import backends.contract, backends.triton_model, torch"
 
+# tritonserver, plus --allow-client-shm=true where the release has that flag (Triton >= 2.69).
+COPY deploy/start-tritonserver.sh /usr/local/bin/start-tritonserver
+
 EXPOSE 8000 8001 8002
-# The base images' entrypoint (nvidia_entrypoint.sh) stays; compose gives the command.
-CMD ["tritonserver", "--model-repository=/models"]
+# The base images' entrypoint (nvidia_entrypoint.sh) stays; compose gives the same command.
+CMD ["start-tritonserver", "--model-repository=/models", "--model-control-mode=none"]
