@@ -1,107 +1,96 @@
-"""perf_analyzer load tests: the ensemble (a real frame in) and the engine alone, per transport.
+"""perf_analyzer load tests: the engine alone and the ensemble, side by side, per transport and
+concurrency, with the ensemble's per-step breakdown.
 
-    python -m benchmarks.perf_analyzer_suite --out benchmarks/results/cpu
-    python -m benchmarks.perf_analyzer_suite --url localhost:8001 --out benchmarks/results/t4
+    python -m benchmarks.perf_analyzer_suite --target cpu --out DIR     # builds and serves a target
+    python -m benchmarks.perf_analyzer_suite --url HOST:8001 --out DIR  # a running server
+    python -m benchmarks.perf_analyzer_suite --repository REPO --out DIR  # serves REPO as it is
 
-Without --url it starts tritonserver on --repository (default build/model_repository). Each run
-is one perf_analyzer 2.51 call over gRPC at one concurrency, with inputs sent plainly
-(--shared-memory none) or through system shared memory, which needs the server on this host or
-sharing its IPC namespace (docker-compose.yml). Every run leaves <target>-<shm>-c<N>.csv (-f)
-and .log (its stdout, which alone holds the ensemble's per-step "Composing models" breakdown);
-summary.csv and summary.md gather them with the device and the exact commands.
-The measurement defaults are the ones that gave stable numbers on a 2-core CPU host.
+The GPU run (1080p, concurrency 1..32, three transports, inside a time budget):
+
+    python -m benchmarks.perf_analyzer_suite --target gpu --frame-size 1920x1080 \\
+        --concurrency 1,2,4,8,16,32 --shared-memory none,system,cuda \\
+        --measurement-interval 1500 --max-trials 5 --budget-s 420 --tar-logs --out DIR
+
+With --target the suite builds the repository as benchmarks.bench_pipeline does (the exported
+RF-DETR-Seg-Nano with random weights, made if missing, or --onnx) and starts tritonserver with
+the target's server options. Every run is one perf_analyzer 2.51 call over gRPC at one
+concurrency, batch-1 requests: the ensemble gets one rendered frame, the engine that frame
+preprocessed ([1, 3, R, R], backends.contract). Inputs travel plainly (none), through system
+shared memory (the server on this host) or CUDA shared memory (a GPU on this host). Runs go in
+order of importance (perf_analyzer_runs.plan_runs), so a --budget-s that cuts the tail still
+leaves paired comparisons across the range. Each run leaves <target>-<shm>-c<N>.csv (-f) and
+.log (its output: the server-side and "Composing models" sections); summary.md and summary.csv
+gather them with the device and the commands; --tar-logs packs the per-run files and the server
+log into logs.tar.gz, so the results are three files.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
-import os
-import re
+import math
 import shlex
-import shutil
-import subprocess
 import sys
+import tarfile
 import tempfile
+import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
-from backends.contract import ENGINE, ENGINE_INPUT, ENSEMBLE, IMAGE
+from backends.contract import ENGINE, ENGINE_INPUT, ENSEMBLE, ENSEMBLE_OUTPUTS, IMAGE
 from backends.preprocess import preprocess_frame
 from benchmarks.host import device_description
+from benchmarks.perf_analyzer_report import (
+    TARGETS,
+    Result,
+    Run,
+    comparison_table,
+    write_csv,
+    write_markdown,
+)
+from benchmarks.perf_analyzer_runs import (
+    PerfAnalyzerMissing,
+    Windows,
+    check_perf_analyzer,
+    execute,
+    find_perf_analyzer,
+    perf_analyzer_command,
+    plan_runs,
+    release_shared_memory,
+    run_within_budget,
+)
+from tools.build_repository import build_repository, check_readable, spec_from_files
+from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, random_weights_export
 from tools.make_sample_video import render_frames
-from tools.tritonserver import DEFAULT_TRITON_HOME, REPO_ROOT, TritonServer
+from tools.targets import TARGETS as DEPLOY_TARGETS
+from tools.tritonserver import REPO_ROOT, ServerStartError, TritonServer
 
-FRAME_SHAPE = (480, 640, 3)  # one 640x480 BGR frame per ensemble request
-# The ensemble's image input for it: [1, H, W, 3] (contract.ENSEMBLE_INPUTS), the same bytes.
-ENSEMBLE_INPUT_SHAPE = (1, *FRAME_SHAPE)
-# Per output region, for the ensemble's variable-size outputs (the engine's are fixed, and
-# perf_analyzer sizes them from its config). 8 MiB holds 1M polygon points, far more than the
-# contours of every detection on a 480x640 frame.
-OUTPUT_SHM_BYTES = 8 << 20
-TARGETS = {"ensemble": ENSEMBLE, "engine": ENGINE}
-SHM_MODES = ("none", "system")
+SHM_MODES = ("none", "system", "cuda")
+DEFAULT_FRAME_SIZE = (640, 480)  # width, height
 SUITE_MODULE = "benchmarks.perf_analyzer_suite"
+BUILT_REPOSITORY = REPO_ROOT / "build" / "perf_repository"
+# Seconds kept free at the end of --budget-s: the summary, the tarball, stopping the server.
+TEARDOWN_S = 15.0
 
 
-@dataclass(frozen=True)
-class Run:
-    target: str
-    shared_memory: str
-    concurrency: int
-
-    @property
-    def stem(self) -> str:
-        return f"{self.target}-{self.shared_memory}-c{self.concurrency}"
+class SuiteError(RuntimeError):
+    """The suite cannot measure: the server does not serve the test frame."""
 
 
-@dataclass
-class Result:
-    run: Run
-    command: list[str]
-    metrics: dict[str, float] = field(default_factory=dict)
-    steps: dict[str, dict[str, float]] = field(default_factory=dict)  # composing model -> ms
-    error: str = ""
+def rendered_frame(frame_size: tuple[int, int]) -> np.ndarray:
+    """The frame every request carries: the sample video's first (moving shapes), H x W x 3."""
+    width, height = frame_size
+    return next(render_frames(1, width, height))
 
 
-def find_perf_analyzer() -> str:
-    # The tritonclient wheel puts it beside this interpreter, also when the venv is not activated.
-    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    found = shutil.which("perf_analyzer", path=search)
-    if found is None:
-        raise FileNotFoundError(
-            "perf_analyzer not found: the tritonclient 2.51.0 wheel ships it "
-            "(pip install 'tritonclient[grpc]==2.51.0')"
-        )
-    return found
-
-
-def perf_analyzer_env() -> dict[str, str]:
-    """perf_analyzer 2.51 loads libb64 and libcudart by soname: the server's copies serve."""
-    env = dict(os.environ)
-    lib = DEFAULT_TRITON_HOME / "lib"
-    if lib.is_dir():
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            filter(None, [str(lib), env.get("LD_LIBRARY_PATH")])
-        )
-    return env
-
-
-def write_input_data(url: str, data_dir: Path) -> dict[str, list[str]]:
-    """Writes one real request per target and returns each target's input arguments; the
-    engine's input is at the deployed model's resolution, read from the server."""
-    with grpcclient.InferenceServerClient(url) as client:
-        engine_dims = list(client.get_model_config(ENGINE).config.input[0].dims)
-    return input_arguments(data_dir, engine_dims[-1])
-
-
-def input_arguments(data_dir: Path, engine_resolution: int) -> dict[str, list[str]]:
+def input_arguments(
+    data_dir: Path, engine_resolution: int, frame_size: tuple[int, int]
+) -> dict[str, list[str]]:
     """Writes one real request per target (raw binary files named after the inputs) and returns
     each target's perf_analyzer input arguments.
 
@@ -109,176 +98,92 @@ def input_arguments(data_dir: Path, engine_resolution: int) -> dict[str, list[st
     shape is given); the engine (a batching model) gets that frame preprocessed, [3, R, R] per
     item, perf_analyzer adding the batch axis.
     """
-    frame = next(render_frames(1, FRAME_SHAPE[1], FRAME_SHAPE[0]))
+    frame = rendered_frame(frame_size)
     engine_input = preprocess_frame(torch.from_numpy(frame), engine_resolution)[0].numpy()
     arguments = {}
     for target, tensor, name in (
-        ("ensemble", frame.reshape(ENSEMBLE_INPUT_SHAPE), IMAGE),
+        ("ensemble", frame[None], IMAGE),
         ("engine", engine_input, ENGINE_INPUT),
     ):
         (data_dir / target).mkdir(parents=True, exist_ok=True)
         (data_dir / target / name).write_bytes(np.ascontiguousarray(tensor).tobytes())
         arguments[target] = ["--input-data", str(data_dir / target)]
-    arguments["ensemble"] += ["--shape", f"{IMAGE}:{','.join(map(str, ENSEMBLE_INPUT_SHAPE))}"]
+    arguments["ensemble"] += ["--shape", f"{IMAGE}:1,{frame.shape[0]},{frame.shape[1]},3"]
     return arguments
 
 
-def perf_analyzer_command(
-    binary: str, url: str, run: Run, inputs: list[str], csv_path: Path, args: argparse.Namespace
-) -> list[str]:
-    command = [
-        binary,
-        "-m", TARGETS[run.target],
-        "-u", url,
-        "-i", "grpc",
-        "--concurrency-range", str(run.concurrency),
-        "--measurement-interval", str(args.measurement_interval),
-        "--max-trials", str(args.max_trials),
-        "--stability-percentage", str(args.stability_percentage),
-        "--shared-memory", run.shared_memory,
-        "--verbose-csv",
-        "-f", str(csv_path),
-        *inputs,
-    ]
-    if run.shared_memory == "system" and run.target == "ensemble":
-        command += ["--output-shared-memory-size", str(OUTPUT_SHM_BYTES)]
-    return command
+def output_region_bytes(largest_output_bytes: int) -> int:
+    """Each ensemble output's shared-memory region: twice the largest output the frame gave
+    (every request carries that frame; batching may move a detection across the threshold),
+    in whole MiB, at least 1 MiB."""
+    mib = 1 << 20
+    return max(mib, math.ceil(2 * largest_output_bytes / mib) * mib)
 
 
-_STEP = re.compile(
-    r"^\s*(?P<model>\S+), version: \S+$"
-    r".*?Avg request latency: (?P<latency>\d+) usec \((?P<parts>[^)]*)\)",
-    re.MULTILINE | re.DOTALL,
-)
-_PART = re.compile(r"(?P<name>[a-z ]+?) (?P<usec>\d+) usec")
-
-
-def parse_composing_models(stdout: str) -> dict[str, dict[str, float]]:
-    """perf_analyzer's "Composing models" section: {model: {latency, overhead, queue,
-    compute input, compute infer, compute output}}, ms averaged per request."""
-    _, found, section = stdout.partition("Composing models:")
-    steps = {}
-    for match in _STEP.finditer(section if found else ""):
-        parts = {p["name"].strip(): int(p["usec"]) / 1000 for p in _PART.finditer(match["parts"])}
-        steps[match["model"]] = {"latency": int(match["latency"]) / 1000, **parts}
-    return steps
-
-
-def parse_csv(path: Path) -> dict[str, float]:
-    """The one concurrency row of a perf_analyzer -f CSV, latencies in ms."""
-    with path.open(newline="") as f:
-        (row,) = list(csv.DictReader(f))
-    usec_columns = {
-        "p50_ms": "p50 latency",
-        "p95_ms": "p95 latency",
-        "p99_ms": "p99 latency",
-        "avg_ms": "Avg latency",
-        "server_queue_ms": "Server Queue",
-        "server_compute_infer_ms": "Server Compute Infer",
-    }
-    return {
-        "throughput_infer_s": float(row["Inferences/Second"]),
-        **{key: float(row[column]) / 1000 for key, column in usec_columns.items()},
-    }
-
-
-def execute(command: list[str], run: Run, out: Path) -> Result:
-    result = Result(run, command)
-    (out / f"{run.stem}.csv").unlink(missing_ok=True)  # never report an earlier run's numbers
-    completed = subprocess.run(command, env=perf_analyzer_env(), capture_output=True, text=True)
-    log = f"$ {shlex.join(command)}\n{completed.stdout}{completed.stderr}"
-    (out / f"{run.stem}.log").write_text(log)
-    if completed.returncode != 0:
-        tail = (completed.stdout + completed.stderr).strip().splitlines()[-5:]
-        result.error = f"perf_analyzer exited {completed.returncode}: " + " | ".join(tail)
-        return result
-    result.metrics = parse_csv(out / f"{run.stem}.csv")
-    result.steps = parse_composing_models(completed.stdout)
-    return result
+def largest_ensemble_output(url: str, frame: np.ndarray) -> int:
+    """Serves the frame once through the ensemble (plain gRPC) and returns its largest output's
+    bytes: the ensemble's outputs are variable-size, and perf_analyzer needs a region size."""
+    image = grpcclient.InferInput(IMAGE, [1, *frame.shape], "UINT8")
+    image.set_data_from_numpy(frame[None])
+    with grpcclient.InferenceServerClient(url) as client:
+        try:
+            result = client.infer(ENSEMBLE, [image], client_timeout=120)
+        except InferenceServerException as error:
+            raise SuiteError(f"the ensemble did not serve the test frame: {error}") from None
+    return max(result.as_numpy(spec.name).nbytes for spec in ENSEMBLE_OUTPUTS)
 
 
 def engine_kind(url: str) -> str:
-    """tensorrt_plan, or the ONNX Runtime stand-in (python backend with an onnx_file)."""
+    """tensorrt_plan, or the python backend's engines (their file parameter says which)."""
     with grpcclient.InferenceServerClient(url) as client:
         config = client.get_model_config(ENGINE).config
     if "onnx_file" in config.parameters:
         return f"ONNX Runtime in the {config.backend} backend"
+    if "weights_file" in config.parameters:
+        return f"torch in the {config.backend} backend"
     return config.platform or f"{config.backend} backend"
 
 
-STEP_PARTS = ("latency", "queue", "compute input", "compute infer", "compute output")
-TABLE_METRICS = ("p50_ms", "p95_ms", "p99_ms", "server_queue_ms", "server_compute_infer_ms")
-
-
-def summary_rows(results: list[Result]) -> list[dict[str, object]]:
-    rows = []
-    for r in results:
-        row: dict[str, object] = {
-            "target": r.run.target,
-            "model": TARGETS[r.run.target],
-            "shared_memory": r.run.shared_memory,
-            "concurrency": r.run.concurrency,
-            **{key: round(value, 3) for key, value in r.metrics.items()},
-        }
-        for model, times in r.steps.items():
-            row.update({f"{model} {part} ms": times.get(part, "") for part in STEP_PARTS})
-        row["error"] = r.error
-        rows.append(row)
-    return rows
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def write_summary(results: list[Result], out: Path, header: dict[str, str]) -> None:
-    rows = summary_rows(results)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    with (out / "summary.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-
-    lines = ["# perf_analyzer suite", ""] + [f"- {key}: {value}" for key, value in header.items()]
-    table = []
-    for r in results:
-        run = [r.run.target, r.run.shared_memory, str(r.run.concurrency)]
-        if r.error:
-            table.append(run + [f"failed: {r.error}"] + [""] * len(TABLE_METRICS))
-        else:
-            throughput = f"{r.metrics['throughput_infer_s']:.2f}"
-            table.append(run + [throughput] + [f"{r.metrics[k]:.1f}" for k in TABLE_METRICS])
-    lines += [""] + markdown_table(
-        ["target", "shared memory", "concurrency", "infer/s", "p50 ms", "p95 ms", "p99 ms",
-         "server queue ms", "server compute ms"],
-        table,
+def frame_size(text: str) -> tuple[int, int]:
+    """argparse type: "WxH" -> (width, height), both >= 1."""
+    width, x, height = text.lower().partition("x")
+    if x and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0:
+        return int(width), int(height)
+    raise argparse.ArgumentTypeError(
+        f"expected WIDTHxHEIGHT in pixels, like 1920x1080, got {text!r}"
     )
-    steps = [
-        [r.run.shared_memory, str(r.run.concurrency), model]
-        + [f"{times[part]:.1f}" if part in times else "" for part in STEP_PARTS]
-        for r in results
-        for model, times in r.steps.items()
-    ]
-    if steps:
-        lines += ["", "Ensemble steps, server side, ms per request (Composing models):", ""]
-        lines += markdown_table(["shared memory", "concurrency", "step", *STEP_PARTS], steps)
-    lines += ["", "perf_analyzer commands:", ""] + [f"    {shlex.join(r.command)}" for r in results]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
 def comma_list(kind: type, choices: tuple | None = None):
-    """argparse type: "a,b,c" -> [kind(a), kind(b), kind(c)], each one of choices if given."""
+    """argparse type: "a,b,c" -> [kind(a), kind(b), kind(c)], each one of choices if given,
+    numbers >= 1."""
 
     def parse(text: str) -> list:
         try:
             values = [kind(v) for v in text.split(",") if v]
         except ValueError:
             values = []
-        if not values or (choices and any(v not in choices for v in values)):
-            expected = f"values from {', '.join(choices)}" if choices else f"{kind.__name__} values"
+        if not values or any((v not in choices) if choices else v < 1 for v in values):
+            expected = (
+                f"values from {', '.join(choices)}" if choices else f"{kind.__name__} values >= 1"
+            )
             raise argparse.ArgumentTypeError(f"expected comma-separated {expected}, got {text!r}")
         return values
+
+    return parse
+
+
+def positive(kind: type):
+    """argparse type: a number > 0."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:  # NaN included
+            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+        return value
 
     return parse
 
@@ -290,79 +195,222 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     server = parser.add_mutually_exclusive_group()
     server.add_argument("--url", help="gRPC HOST:PORT of a running server")
     server.add_argument(
+        "--target", choices=list(DEPLOY_TARGETS), help="build this target's repository and serve it"
+    )
+    server.add_argument(
         "--repository",
         type=Path,
         default=REPO_ROOT / "build" / "model_repository",
-        help="model repository to start tritonserver on when no --url is given",
+        help="model repository to serve as it is (default build/model_repository)",
+    )
+    parser.add_argument("--engine", help="with --target: its engine (default: the target's first)")
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        help="with --target: the exported ONNX, weights and class table beside it, score "
+        "threshold 0.5 (default: RF-DETR-Seg-Nano with random weights, exported if missing, "
+        f"threshold {RANDOM_WEIGHTS_THRESHOLD})",
     )
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     parser.add_argument(
-        "--targets", type=comma_list(str, tuple(TARGETS)), default=list(TARGETS),
-        help="comma-separated: ensemble, engine (default both)",
+        "--targets",
+        type=comma_list(str, tuple(TARGETS)),
+        default=list(TARGETS),
+        help="comma-separated: engine, ensemble (default both)",
     )
     parser.add_argument(
-        "--shared-memory", type=comma_list(str, SHM_MODES), default=list(SHM_MODES),
-        help="comma-separated: none, system (default both)",
+        "--shared-memory",
+        type=comma_list(str, SHM_MODES),
+        default=["none", "system"],
+        help="comma-separated, most important first: none, system, cuda (default none,system)",
     )
     parser.add_argument(
-        "--concurrency", type=comma_list(int), default=[1, 2, 4], help="default 1,2,4"
+        "--concurrency",
+        type=comma_list(int),
+        default=[1, 2, 4],
+        help="requests in flight (default 1,2,4)",
     )
-    parser.add_argument("--measurement-interval", type=int, default=4000, help="ms per window")
-    parser.add_argument("--max-trials", type=int, default=8, help="windows before giving up")
     parser.add_argument(
-        "--stability-percentage", type=int, default=25,
+        "--frame-size",
+        type=frame_size,
+        default=DEFAULT_FRAME_SIZE,
+        help="WIDTHxHEIGHT of the frame each ensemble request carries (default 640x480)",
+    )
+    # The defaults gave stable numbers on the 2-core CPU host; a GPU settles in shorter windows.
+    parser.add_argument(
+        "--measurement-interval", type=positive(int), default=4000, help="ms per window"
+    )
+    parser.add_argument(
+        "--max-trials", type=positive(int), default=8, help="windows before giving up"
+    )
+    parser.add_argument(
+        "--stability-percentage",
+        type=positive(int),
+        default=25,
         help="max spread of 3 consecutive windows, in percent",
     )
+    parser.add_argument(
+        "--budget-s",
+        type=positive(float),
+        help="wall-clock seconds for the whole suite, server start included: runs that would "
+        "not finish in time are skipped, and the summary says so",
+    )
+    parser.add_argument(
+        "--tar-logs",
+        action="store_true",
+        help="pack the per-run CSVs and logs and the server log into logs.tar.gz",
+    )
     args = parser.parse_args(argv)
-    if not args.url and not args.repository.is_dir():
+    if args.target is None and (args.engine or args.onnx):
+        parser.error("--engine and --onnx need --target (they say what the suite builds)")
+    if args.target is not None:
+        engines = DEPLOY_TARGETS[args.target].engines
+        if args.engine is not None and args.engine not in engines:
+            parser.error(
+                f"target {args.target} serves the engines {list(engines)}, not {args.engine!r}"
+            )
+        if args.onnx is not None:
+            try:
+                check_readable(args.onnx, "ONNX file")
+            except OSError as error:
+                parser.error(str(error))
+    elif not args.url and not args.repository.is_dir():
         parser.error(
             f"model repository not found: {args.repository} "
-            "(build_engines.sh or tools.build_repository writes one)"
+            "(--target builds one; so do tools.build_repository and build_engines.sh)"
+        )
+    if "cuda" in args.shared_memory and not torch.cuda.is_available():
+        parser.error(
+            "--shared-memory cuda needs a CUDA device on this host "
+            "(perf_analyzer puts the regions there)"
         )
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    binary = find_perf_analyzer()
-    args.out.mkdir(parents=True, exist_ok=True)
+def start_server(args: argparse.Namespace, logs: Path, stack: ExitStack) -> tuple[str, str]:
+    """The server's gRPC URL and a line saying what it serves: --url as given, or tritonserver
+    started here on --repository, or on the --target's repository built as bench_pipeline does."""
+    if args.url:
+        return args.url, args.url
+    if args.target is None:
+        server = stack.enter_context(
+            TritonServer(args.repository.resolve(), logs / "tritonserver.log")
+        )
+        return server.grpc_url, f"tritonserver started by the suite on {args.repository}"
+    target = DEPLOY_TARGETS[args.target]
+    if args.onnx is None:
+        exported = random_weights_export("nano", REPO_ROOT / "build" / "engines" / "random")
+        onnx, threshold, weights = exported.onnx, RANDOM_WEIGHTS_THRESHOLD, exported.weights
+    else:
+        onnx, threshold, weights = args.onnx, 0.5, None
+    spec = spec_from_files(target.name, args.engine, onnx, threshold, weights=weights)
+    repository = build_repository(spec, BUILT_REPOSITORY)
+    server = TritonServer(repository, logs / "tritonserver.log", extra_args=target.server_args())
+    url = stack.enter_context(server).grpc_url
+    return url, (
+        f"tritonserver started by the suite: target {target.name}, engine {spec.engine} "
+        f"({onnx.name}, score threshold {threshold}), server options: "
+        f"{shlex.join(target.server_args()) or 'none'}"
+    )
+
+
+def measure(
+    args: argparse.Namespace, binary: str, logs: Path, work: Path, started: float
+) -> tuple[list[Result], dict[str, str]]:
+    """Starts (or reaches) the server, writes the requests, executes the runs; the results and
+    the summary's header lines."""
+    windows = Windows(args.measurement_interval, args.max_trials, args.stability_percentage)
     with ExitStack() as stack:
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perf_suite-")))
-        if args.url:
-            url, server_text = args.url, args.url
-        else:
-            server = TritonServer(args.repository.resolve(), work / "tritonserver.log")
-            url = stack.enter_context(server).grpc_url
-            server_text = f"tritonserver started by the suite on {args.repository}"
-        inputs = write_input_data(url, work / "inputs")
-        runs = [
-            Run(target, shm, concurrency)
-            for target in args.targets
-            for shm in args.shared_memory
-            for concurrency in args.concurrency
-        ]
-        results = []
-        for i, run in enumerate(runs, 1):
-            print(f"[{i}/{len(runs)}] {run.stem}", flush=True)
-            csv_path = args.out / f"{run.stem}.csv"
-            command = perf_analyzer_command(binary, url, run, inputs[run.target], csv_path, args)
-            results.append(execute(command, run, args.out))
-        suite_argv = sys.argv[1:] if argv is None else argv
+        url, server_text = start_server(args, logs, stack)
+        print(f"server ready at {time.monotonic() - started:.0f} s: {server_text}", flush=True)
+        with grpcclient.InferenceServerClient(url) as client:
+            resolution = int(client.get_model_config(ENGINE).config.input[0].dims[-1])
+        inputs = input_arguments(work / "inputs", resolution, args.frame_size)
+        region, region_text = 0, "not used"
+        if "ensemble" in args.targets and set(args.shared_memory) != {"none"}:
+            largest = largest_ensemble_output(url, rendered_frame(args.frame_size))
+            region = output_region_bytes(largest)
+            region_text = (
+                f"{region >> 20} MiB per ensemble output (the largest was {largest} bytes)"
+            )
+
+        def execute_run(run: Run, timeout_s: float) -> Result:
+            csv_path = logs / f"{run.stem}.csv"
+            command = perf_analyzer_command(
+                binary, url, run, inputs[run.target], csv_path, windows, region
+            )
+            result = execute(command, run, logs, timeout_s)
+            if result.error.startswith("stopped") and run.shared_memory != "none":
+                release_shared_memory(url, run.shared_memory)
+            return result
+
+        deadline = None if args.budget_s is None else started + args.budget_s - TEARDOWN_S
+        runs = plan_runs(args.targets, args.shared_memory, args.concurrency)
+        results = run_within_budget(runs, execute_run, deadline, windows)
+        width, height = args.frame_size
         header = {
             "date (UTC)": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
             "device": device_description(),
             "server": f"{server_text}; engine: {engine_kind(url)}",
-            "input data": f"one {FRAME_SHAPE[1]}x{FRAME_SHAPE[0]} BGR uint8 frame "
-            f"(tools.make_sample_video) for the ensemble, shape {list(ENSEMBLE_INPUT_SHAPE)}, "
-            "that frame preprocessed for the engine, written to a temporary folder by the suite",
-            "suite command": shlex.join(["python", "-m", SUITE_MODULE, *suite_argv]),
+            "input data": f"one {width}x{height} BGR uint8 frame (tools.make_sample_video) for the "
+            f"ensemble, [1, {height}, {width}, 3]; that frame preprocessed for the engine, "
+            f"[1, 3, {resolution}, {resolution}] float32",
+            "output shared memory": region_text,
+            "measurement": windows.describe(),
         }
-    write_summary(results, args.out, header)
-    for r in results:
-        if r.error:
-            print(f"{r.run.stem}: {r.error}", file=sys.stderr)
-    print(args.out / "summary.md")
-    return 1 if any(r.error for r in results) else 0
+    return results, header
+
+
+def pack_logs(logs: Path, tarball: Path) -> None:
+    with tarfile.open(tarball, "w:gz") as tar:
+        for path in sorted(logs.iterdir()):
+            tar.add(path, arcname=f"logs/{path.name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
+    args = parse_args(argv)
+    try:
+        binary = find_perf_analyzer()
+        version = check_perf_analyzer(binary)
+        args.out.mkdir(parents=True, exist_ok=True)
+    except (PerfAnalyzerMissing, OSError) as error:
+        print(f"perf_analyzer_suite: error: {error}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="perf_suite-") as tmp:
+        work = Path(tmp)
+        logs = work / "logs" if args.tar_logs else args.out
+        logs.mkdir(exist_ok=True)
+        try:
+            results, header = measure(args, binary, logs, work, started)
+        except (
+            SuiteError,
+            ServerStartError,
+            ValueError,
+            OSError,
+            InferenceServerException,
+        ) as error:
+            print(f"perf_analyzer_suite: error: {error}", file=sys.stderr)
+            return 2
+        failed = [r for r in results if r.error]
+        skipped = [r for r in results if r.skipped]
+        header["perf_analyzer"] = f"{version}, gRPC, synchronous, batch-1 requests"
+        header["runs"] = (
+            f"{len(results) - len(failed) - len(skipped)} measured, {len(failed)} failed, "
+            f"{len(skipped)} skipped; suite wall time {time.monotonic() - started:.0f} s"
+            + (f" of a {args.budget_s:.0f} s budget" if args.budget_s else "")
+        )
+        suite_argv = sys.argv[1:] if argv is None else argv
+        header["suite command"] = shlex.join(["python", "-m", SUITE_MODULE, *suite_argv])
+        write_csv(results, args.out / "summary.csv")
+        write_markdown(results, args.out / "summary.md", header)
+        if args.tar_logs:
+            pack_logs(logs, args.out / "logs.tar.gz")
+    print("\n".join(comparison_table(results)))
+    for r in failed + skipped:
+        print(f"{r.run.stem}: {r.error or r.skipped}", file=sys.stderr)
+    print(f"{header['runs']}\n{args.out / 'summary.md'}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
