@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from backends.contract import DETS, LABELS, MASKS, MODEL_SIZES
+
 # rfdetr imports torchvision, whose compiled ops a CPU-only torch lacks: the shim defines them.
 from backends.torchvision_cpu import ensure_torchvision_importable
 
@@ -63,6 +64,17 @@ def _switch_to_export_forward(model: torch.nn.Module, resolution: int) -> None:
             module.shape = (resolution, resolution)
             module.export()
     model.export()
+
+
+def check_engine_input(batch, resolution: int) -> None:
+    """Raises ValueError naming the problem unless batch is a float32 (B, 3, R, R) tensor."""
+    expected = f"float32 [B, 3, {resolution}, {resolution}]"
+    if not isinstance(batch, torch.Tensor):
+        raise ValueError(f"input must be a torch.Tensor {expected}, got {type(batch).__name__}")
+    if batch.dtype != torch.float32:
+        raise ValueError(f"input must be {expected}, got dtype {batch.dtype}")
+    if batch.ndim != 4 or batch.shape[0] < 1 or tuple(batch.shape[1:]) != (3, resolution, resolution):
+        raise ValueError(f"input must be {expected}, got shape {list(batch.shape)}")
 
 
 class TorchEngine:
@@ -123,14 +135,7 @@ class TorchEngine:
         Raises:
             ValueError: batch is not a float32 (B, 3, R, R) tensor.
         """
-        expected = f"float32 [B, 3, {self.resolution}, {self.resolution}]"
-        if not isinstance(batch, torch.Tensor):
-            raise ValueError(f"input must be a torch.Tensor {expected}, got {type(batch).__name__}")
-        if batch.dtype != torch.float32:
-            raise ValueError(f"input must be {expected}, got dtype {batch.dtype}")
-        side = self.resolution
-        if batch.ndim != 4 or batch.shape[0] < 1 or tuple(batch.shape[1:]) != (3, side, side):
-            raise ValueError(f"input must be {expected}, got shape {list(batch.shape)}")
+        check_engine_input(batch, self.resolution)
         with torch.inference_mode():
             dets, labels, masks = self.model(batch.to(self.device))
         return {DETS: dets, LABELS: labels, MASKS: masks}

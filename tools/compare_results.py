@@ -50,10 +50,15 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare(
-    expected: SegmentationResult, served: SegmentationResult, threshold: float, box_tol_px: float
+    expected: SegmentationResult,
+    served: SegmentationResult,
+    threshold: float,
+    box_tol_px: float,
+    score_noise: float = SCORE_NOISE,
 ) -> Comparison:
-    """Matches served detections to expected ones (same class, score within noise, box within
-    box_tol_px) and explains the rest."""
+    """Matches served detections to expected ones (same class, score within score_noise, box
+    within box_tol_px) and explains the rest (a score within score_noise of the threshold or of
+    the top-k cut). The default noise is fp32's; an FP16 engine needs a wider one."""
     if served.image_size != expected.image_size:
         raise ValueError(f"frame sizes differ: {expected.image_size} vs {served.image_size}")
     height, width = expected.image_size
@@ -65,30 +70,41 @@ def compare(
             j
             for j in free
             if served.class_ids[j] == expected.class_ids[i]
-            and abs(served.scores[j] - expected.scores[i]) <= SCORE_NOISE
+            and abs(served.scores[j] - expected.scores[i]) <= score_noise
             and np.abs(served.boxes[j] - expected.boxes[i]).max() <= box_tol_px
         ]
         if not candidates:
-            _explain(report, "expected", expected, i, threshold, cut)
+            _explain(report, "expected", expected, i, threshold, cut, score_noise)
             continue
         j = min(candidates, key=lambda j: np.abs(served.boxes[j] - expected.boxes[i]).max())
         free.remove(j)
         report.matched += 1
         report.worst_box_px = max(report.worst_box_px, float(np.abs(served.boxes[j] - expected.boxes[i]).max()))
         report.worst_score = max(report.worst_score, float(abs(served.scores[j] - expected.scores[i])))
-        iou = mask_iou(decode_mask(served.rle_counts[j], height, width), decode_mask(expected.rle_counts[i], height, width))
+        iou = mask_iou(
+            decode_mask(served.rle_counts[j], height, width),
+            decode_mask(expected.rle_counts[i], height, width),
+        )
         report.min_mask_iou = min(report.min_mask_iou, iou)
     for j in sorted(free):
-        _explain(report, "served", served, j, threshold, cut)
+        _explain(report, "served", served, j, threshold, cut, score_noise)
     return report
 
 
-def _explain(report: Comparison, side: str, result: SegmentationResult, i: int, threshold: float, cut: float) -> None:
+def _explain(
+    report: Comparison,
+    side: str,
+    result: SegmentationResult,
+    i: int,
+    threshold: float,
+    cut: float,
+    noise: float,
+) -> None:
     score = float(result.scores[i])
     what = f"{side} only: class {result.class_ids[i]} score {score:.6f}"
-    if abs(score - threshold) <= SCORE_NOISE:
-        report.explained.append(f"{what} (within {SCORE_NOISE:g} of the threshold {threshold})")
-    elif abs(score - cut) <= SCORE_NOISE:
-        report.explained.append(f"{what} (within {SCORE_NOISE:g} of the top-k cut {cut:.6f})")
+    if abs(score - threshold) <= noise:
+        report.explained.append(f"{what} (within {noise:g} of the threshold {threshold})")
+    elif abs(score - cut) <= noise:
+        report.explained.append(f"{what} (within {noise:g} of the top-k cut {cut:.6f})")
     else:
         report.unexplained.append(what)

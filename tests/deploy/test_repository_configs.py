@@ -14,14 +14,23 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from google.protobuf import text_format
 from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig, ModelInstanceGroup
 
 from backends import contract
+from backends.batch_buckets import bucket_sizes
 from backends.classes import ClassTable
 from backends.contract import ENGINE, ENSEMBLE, MODEL_SIZES, POSTPROCESS, PREPROCESS, EngineShape
+from backends.engine_compiled import COMPILE_CACHE_FILE
 from backends.postprocess_settings import PostprocessSettings
-from tools.build_repository import ENGINE_VARIANTS, RepositorySpec, build_repository, spec_from_files
+from tools.build_repository import (
+    ENGINE_VARIANTS,
+    RepositorySpec,
+    build_repository,
+    precompile_torch_engine,
+    spec_from_files,
+)
 from tools.targets import TARGETS
 
 CLASSES = ClassTable(tuple(f"class_{i}" for i in range(contract.COCO_CLASS_LOGITS - 1)) + (None,))
@@ -139,10 +148,12 @@ def test_the_target_table_reaches_the_configs(repositories, target, engine, size
         assert engine_config.platform == "tensorrt_plan" and not engine_config.backend
         assert engine_config.optimization.cuda.graphs
         assert [w.batch_size for w in engine_config.model_warmup] == [1]
-        preferred = list(engine_config.dynamic_batching.preferred_batch_size)
-        assert preferred and all(1 <= b <= engine_config.max_batch_size for b in preferred)
     else:
         assert engine_config.backend == "python"
+    if engine in ("tensorrt", "torch"):
+        # The graph-replaying engines' buckets, past 1, are the batcher's preferred sizes.
+        preferred = tuple(engine_config.dynamic_batching.preferred_batch_size)
+        assert preferred == bucket_sizes(engine_config.max_batch_size)[1:]
     if engine == "torch":
         assert parameters(engine_config)["size"] == size
         assert parameters(engine_config)["device"] == plan.device
@@ -215,3 +226,16 @@ def test_polygons_can_be_switched_off_per_deployment(nano_export, tmp_path):
 
     assert main(["--onnx", str(nano_export.onnx), "--no-polygons", "--out", str(tmp_path / "r")]) == 0
     assert parameters(load_repository(tmp_path / "r")[POSTPROCESS])["polygons"] == "no"
+
+
+def test_a_gpu_torch_engine_is_left_to_the_server_to_compile_on_a_host_without_gpu(nano_export, tmp_path):
+    """tools.build_repository compiles the torch engine's buckets into a cache beside its weights
+    only where a GPU is (measured on an H200 in benchmarks/results/h200/engine.md); here it
+    leaves the repository as rendered, and the server compiles at load."""
+    if torch.cuda.is_available():
+        pytest.skip("this host has a GPU: the build compiles (tests/backends/test_engine_compiled.py)")
+    spec = spec_from_files("gpu", "torch", nano_export.onnx, 0.5)
+    repository = build_repository(spec, tmp_path / "gpu")
+    assert precompile_torch_engine(spec, repository) is None
+    assert not (repository / ENGINE / "1" / COMPILE_CACHE_FILE).exists()
+    assert (repository / ENGINE / "1" / "model.pth").is_file()

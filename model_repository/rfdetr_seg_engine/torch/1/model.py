@@ -1,21 +1,40 @@
-import os
 from pathlib import Path
 
+from backends.batch_buckets import bucket_sizes
 from backends.contract import ENGINE_INPUT
+from backends.engine_compiled import COMPILE_CACHE_FILE, CompiledEngine
 from backends.engine_torch import TorchEngine
-from backends.triton_model import log_info, model_parameter, serve_rows, stage_devices
+from backends.triton_model import (
+    log_info,
+    max_batch_size,
+    model_parameter,
+    serve_rows,
+    stage_devices,
+)
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        model_dir = os.path.join(args["model_repository"], args["model_version"])
+        model_dir = Path(args["model_repository"]) / args["model_version"]
         self.devices = stage_devices(args)
-        weights = os.path.join(model_dir, model_parameter(args, "weights_file"))
-        self.engine = TorchEngine(model_parameter(args, "size"), Path(weights), self.devices.compute)
-        log_info(f"{args['model_name']}: eager torch on {self.devices.compute}, outputs on {self.devices.outputs}")
+        size = model_parameter(args, "size")
+        weights = model_dir / model_parameter(args, "weights_file")
+        name = args["model_name"]
+        if self.devices.compute.type == "cuda":
+            cache = model_dir / COMPILE_CACHE_FILE
+            log_info(
+                f"{name}: compiling FP16 CUDA graphs ({'from ' + cache.name if cache.is_file() else 'no cache: minutes'})"
+            )
+            buckets = bucket_sizes(max_batch_size(args))
+            self.engine = CompiledEngine(size, weights, self.devices.compute, buckets, cache)
+            log_info(f"{name}: CUDA graphs for batches {self.engine.buckets}, seconds each: {self.engine.prepare_s}")
+        else:
+            self.engine = TorchEngine(size, weights, self.devices.compute)
+            log_info(f"{name}: eager fp32 torch on {self.devices.compute}")
+        log_info(f"{name}: outputs on {self.devices.outputs}")
 
     def _run(self, batch):
-        outputs = self.engine(batch.to(self.devices.compute))
+        outputs = self.engine(batch)
         return {name: tensor.to(self.devices.outputs) for name, tensor in outputs.items()}
 
     def execute(self, requests):

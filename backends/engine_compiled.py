@@ -1,0 +1,182 @@
+"""RF-DETR-Seg for GPUs without TensorRT: rfdetr's model in FP16, compiled by torch.compile
+(inductor) and replayed as one CUDA graph per batch bucket.
+
+Eager RF-DETR is launch-bound (about 570 kernels a frame: tools.md); a CUDA graph removes the
+launches, and inductor fuses the small ops around the matrix products. Graphs replay fixed
+shapes, so each bucket of backends.batch_buckets gets its own compiled forward, graph and static
+input buffer; a batch is copied into the smallest bucket that holds it and the padding rows'
+outputs are dropped (every frame is computed on its own: RF-DETR has no batch-coupled op at
+inference). Inputs and outputs keep the engine contract's float32 (backends.contract).
+
+Compiling costs about half a minute per bucket. torch.compile's cache artifacts
+(torch.compiler.save_cache_artifacts, "Mega-Cache") written at build time beside the weights cut
+a server's start to seconds per bucket; a cache from another torch or GPU just misses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from backends.batch_buckets import bucket_for, chunks
+from backends.contract import DETS, LABELS, MASKS
+from backends.engine_torch import TorchEngine, check_engine_input
+
+logger = logging.getLogger(__name__)
+
+# Beside the weights in the engine's version folder: tools.build_repository writes it on a GPU host.
+COMPILE_CACHE_FILE = "torch_compile_cache.bin"
+
+
+def use_cudnn_depthwise_convs(model: torch.nn.Module) -> int:
+    """Runs the mask head's depthwise convolutions as plain convolutions; returns how many.
+
+    rfdetr's DepthwiseConvBlock wraps its 3x3 depthwise conv in an autograd Function that turns
+    cuDNN off under a threading.Lock, a training workaround (cuDNN depthwise backward crashes on
+    T4/P100, rfdetr #731). At inference there is no backward, and the workaround costs twice:
+    ATen's native depthwise kernel plus layout copies took 33 % of a batch-32 forward on an H200,
+    and the lock is a graph break for torch.compile. Same weights, same arithmetic up to
+    summation order.
+    """
+    from rfdetr.models.heads.segmentation import DepthwiseConvBlock
+
+    class InferenceDepthwiseConvBlock(DepthwiseConvBlock):
+        def _depthwise_conv(self, x: torch.Tensor) -> torch.Tensor:
+            return self.dwconv(x)
+
+    blocks = [m for m in model.modules() if type(m) is DepthwiseConvBlock]
+    for block in blocks:
+        block.__class__ = InferenceDepthwiseConvBlock
+    return len(blocks)
+
+
+class _BucketGraph:
+    """One bucket: a static input buffer and the CUDA graph of the compiled forward on it."""
+
+    def __init__(self, forward, rows: int, resolution: int, dtype: torch.dtype, device, pool) -> None:
+        self.rows = rows
+        self.input = torch.zeros(rows, 3, resolution, resolution, dtype=dtype, device=device)
+        started = time.perf_counter()
+        # The first calls compile (or load from the cache) and tune; capture needs them done,
+        # on a side stream as torch.cuda.graph's documentation asks.
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(3):
+                forward(self.input)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        # thread_local: a global capture breaks CUDA calls of the server's other threads
+        # (roboflow/inference PR #2866, anchors.md).
+        with (
+            torch.inference_mode(),
+            torch.cuda.graph(self.graph, pool=pool, capture_error_mode="thread_local"),
+        ):
+            self.outputs = forward(self.input)
+        self.prepare_s = time.perf_counter() - started
+
+    def run(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Outputs for batch (at most `rows` rows), as new float32 tensors."""
+        count = batch.shape[0]
+        self.input[:count].copy_(batch)
+        self.graph.replay()
+        # .float() copies out of the graph's static outputs, which the next replay overwrites.
+        return {name: out[:count].float() for name, out in zip((DETS, LABELS, MASKS), self.outputs)}
+
+
+class CompiledEngine:
+    """RF-DETR-Seg in FP16 as compiled CUDA graphs, one per batch bucket.
+
+    Attributes:
+        resolution, num_queries, num_classes, device: as TorchEngine's.
+        buckets: the batch sizes with a graph.
+        prepare_s: {bucket: seconds spent compiling and capturing it}.
+    """
+
+    def __init__(
+        self,
+        size: str,
+        weights: str | Path | None,
+        device: torch.device | str,
+        buckets: tuple[int, ...],
+        compile_cache: Path | None = None,
+    ) -> None:
+        """Builds, compiles and captures every bucket (minutes cold, seconds from a cache).
+
+        Args:
+            size, weights: as TorchEngine's.
+            device: a CUDA device.
+            buckets: the batch sizes to capture (backends.batch_buckets.bucket_sizes of the
+                model's max batch size); larger batches run in chunks of the largest.
+            compile_cache: torch.compile cache artifacts to load first, if the file exists
+                (save_compile_cache writes it).
+
+        Raises:
+            ValueError: device is not CUDA, no buckets or a bucket < 1, or a bad size.
+            FileNotFoundError: weights is not a file.
+        """
+        self.device = torch.device(device)
+        if self.device.type != "cuda":
+            raise ValueError(f"the compiled engine needs a CUDA device, got {self.device}")
+        if not buckets or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in buckets):
+            raise ValueError(f"buckets must be batch sizes >= 1, got {buckets!r}")
+        self.buckets = tuple(sorted(set(buckets)))
+        eager = TorchEngine(size, weights, self.device)
+        self.resolution, self.num_queries, self.num_classes = (
+            eager.resolution,
+            eager.num_queries,
+            eager.num_classes,
+        )
+        if compile_cache is not None and compile_cache.is_file():
+            torch.compiler.load_cache_artifacts(compile_cache.read_bytes())
+            logger.info("loaded torch.compile cache %s", compile_cache)
+        model = eager.model.half().eval()
+        use_cudnn_depthwise_convs(model)
+        # dynamic=False: one static graph per bucket (sizes of 1 are specialised anyway, and a
+        # dynamic batch guard fails past 15 rows). fullgraph: a graph break would leave eager
+        # code, and its CPU copies, inside the captured graph.
+        forward = torch.compile(model, dynamic=False, fullgraph=True)
+        pool = torch.cuda.graph_pool_handle()
+        # Largest first: the smaller graphs reuse its intermediate blocks in the shared pool.
+        self._graphs = {
+            rows: _BucketGraph(forward, rows, self.resolution, torch.float16, self.device, pool)
+            for rows in sorted(self.buckets, reverse=True)
+        }
+        self.prepare_s = {rows: round(graph.prepare_s, 1) for rows, graph in sorted(self._graphs.items())}
+
+    @staticmethod
+    def save_compile_cache(path: Path) -> int:
+        """Writes this process's torch.compile cache artifacts to path; returns their bytes."""
+        artifacts = torch.compiler.save_cache_artifacts()
+        if artifacts is None:
+            raise RuntimeError("torch.compile recorded no cache artifacts (was anything compiled?)")
+        blob, _ = artifacts
+        path.write_bytes(blob)
+        return len(blob)
+
+    def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Runs a normalized float32 (B, 3, R, R) batch; outputs as TorchEngine's, float32.
+
+        Raises:
+            ValueError: batch is not a float32 (B, 3, R, R) tensor.
+        """
+        check_engine_input(batch, self.resolution)
+        batch = batch.to(self.device)
+        parts = []
+        for start, stop in chunks(batch.shape[0], max(self.buckets)):
+            rows = batch[start:stop]
+            parts.append(self._graphs[bucket_for(rows.shape[0], self.buckets)].run(rows))
+        if len(parts) == 1:
+            return parts[0]
+        return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+
+
+if __name__ == "__main__":
+    # python -m backends.engine_compiled SIZE WEIGHTS BATCH: compiles one bucket into this host's
+    # inductor cache (tools.build_repository runs one per bucket, in parallel).
+    import sys
+
+    CompiledEngine(sys.argv[1], sys.argv[2], "cuda", (int(sys.argv[3]),))

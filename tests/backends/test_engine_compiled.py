@@ -1,0 +1,141 @@
+"""backends.engine_compiled: RF-DETR-Seg in FP16, torch.compile'd, one CUDA graph per bucket.
+
+CPU (CI): the mask head's depthwise rewrite changes no output, and the engine refuses what it
+cannot serve. GPU (skipped without CUDA): FP16 graphs against eager fp32 after the reference
+postprocess (every detection matched, mask IoU >= 0.99), and bucket padding and chunking that
+change no frame's result.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from backends.classes import ClassTable
+from backends.engine_compiled import CompiledEngine, use_cudnn_depthwise_convs
+from backends.engine_torch import TorchEngine
+from backends.postprocess import postprocess_batch
+from backends.postprocess_settings import PostprocessSettings
+from backends.preprocess import preprocess_batch
+from tests.integration.test_targets import frames
+from tools.compare_results import Comparison, compare
+from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD
+
+CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not CUDA, reason="the compiled engine replays CUDA graphs: needs a GPU")
+# FP16 against fp32 (measured on an H200: see the test's printed report): sigmoid scores move by
+# up to about 1e-3 where logits move by a few hundredths.
+FP16_SCORE_NOISE = 5e-3
+FP16_BOX_TOL_PX = 4.0
+
+
+def test_cudnn_depthwise_rewrite_changes_no_output(nano_export):
+    engine = TorchEngine("nano", nano_export.weights, "cpu")
+    batch = torch.randn(1, 3, 312, 312, generator=torch.Generator().manual_seed(3))
+    before = engine(batch)
+    assert use_cudnn_depthwise_convs(engine.model) > 0
+    after = engine(batch)
+    for name in before:
+        assert torch.equal(before[name], after[name]), name
+    assert use_cudnn_depthwise_convs(engine.model) == 0  # already rewritten: nothing left
+
+
+def test_refuses_a_cpu_device_and_bad_buckets(nano_export):
+    with pytest.raises(ValueError, match="needs a CUDA device, got cpu"):
+        CompiledEngine("nano", nano_export.weights, "cpu", (1, 2))
+    if CUDA:
+        with pytest.raises(ValueError, match="buckets must be batch sizes >= 1"):
+            CompiledEngine("nano", nano_export.weights, "cuda", (0, 2))
+
+
+@pytest.fixture(scope="module")
+def compiled(nano_export) -> CompiledEngine:
+    return CompiledEngine("nano", nano_export.weights, "cuda", (1, 2, 4))
+
+
+@pytest.fixture(scope="module")
+def batch() -> torch.Tensor:
+    """The integration tests' four frames (1080p to 1x1), preprocessed on the GPU."""
+    return preprocess_batch([torch.from_numpy(f) for f in frames()], 312, torch.device("cuda"))
+
+
+@pytest.fixture(scope="module")
+def settings(nano_export) -> PostprocessSettings:
+    return PostprocessSettings(100, RANDOM_WEIGHTS_THRESHOLD, ClassTable.load(nano_export.classes))
+
+
+def fp16_comparison(expected: dict, served: dict, settings: PostprocessSettings) -> Comparison:
+    """Engine outputs of the same frames, compared after the reference postprocess."""
+    sizes = [f.shape[:2] for f in frames()][: len(expected["dets"])]
+    report = Comparison()
+    pairs = zip(
+        postprocess_batch(**expected, image_sizes=sizes, settings=settings),
+        postprocess_batch(**served, image_sizes=sizes, settings=settings),
+        strict=True,
+    )
+    for a, b in pairs:
+        report.add(compare(a, b, RANDOM_WEIGHTS_THRESHOLD, FP16_BOX_TOL_PX, FP16_SCORE_NOISE))
+    print(report)
+    return report
+
+
+def engine_outputs(model: torch.nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    with torch.inference_mode():
+        return {
+            name: t.float()
+            for name, t in zip(("dets", "labels", "masks"), model(batch.to(next(model.parameters()).dtype)))
+        }
+
+
+@needs_cuda
+def test_fp16_graphs_add_no_error_beyond_fp16_itself(nano_export, compiled, batch, settings):
+    """Random weights put every score within about 0.02 of the 0.05 threshold, and FP16 flips
+    near-tied two-stage proposals, so eager FP16 itself misses the issue's absolute bar against
+    fp32 here (H200: 4 unexplained, min mask IoU 0.939). The compiled graphs must stay within
+    what FP16 alone does; the absolute bar runs on a trained checkpoint (next test)."""
+    fp32 = engine_outputs(TorchEngine("nano", nano_export.weights, "cuda").model, batch)
+    got = compiled(batch)
+    assert {n: (t.dtype, tuple(t.shape)) for n, t in got.items()} == {
+        n: (torch.float32, tuple(t.shape)) for n, t in fp32.items()
+    }
+    print("eager FP16 vs eager fp32:", end=" ")
+    fp16_alone = fp16_comparison(
+        fp32, engine_outputs(TorchEngine("nano", nano_export.weights, "cuda").model.half(), batch), settings
+    )
+    print("compiled FP16 vs eager fp32:", end=" ")
+    report = fp16_comparison(fp32, got, settings)
+    assert report.matched >= 10, report
+    assert len(report.unexplained) <= len(fp16_alone.unexplained) + 1, (report, fp16_alone)
+    assert report.min_mask_iou >= min(fp16_alone.min_mask_iou, 0.99) - 0.05, (report, fp16_alone)
+    assert report.worst_score <= FP16_SCORE_NOISE, report
+
+
+CHECKPOINT = os.environ.get("RFDETR_SEG_NANO_CHECKPOINT")
+
+
+@needs_cuda
+@pytest.mark.skipif(not CHECKPOINT, reason="set RFDETR_SEG_NANO_CHECKPOINT to a trained RF-DETR-Seg-Nano .pth")
+def test_fp16_graphs_detect_what_eager_fp32_detects_on_a_trained_checkpoint(batch, nano_export):
+    """The issue's bar: every detection matched and mask IoU >= 0.99, on trained weights."""
+    fp32 = TorchEngine("nano", CHECKPOINT, "cuda")
+    settings = PostprocessSettings(fp32.num_queries, 0.5, ClassTable.load(nano_export.classes))
+    engine = CompiledEngine("nano", CHECKPOINT, "cuda", (4,))
+    report = fp16_comparison(fp32(batch), engine(batch), settings)
+    assert not report.unexplained and report.min_mask_iou >= 0.99, report
+
+
+@needs_cuda
+def test_padding_and_chunking_change_no_frame(compiled, batch, settings):
+    three = compiled(batch[:3])  # bucket 4, one padding row
+    alone = [compiled(batch[i : i + 1]) for i in range(3)]  # bucket 1
+    # Different buckets are different compiled kernels, so FP16 rounding may differ a little.
+    one_by_one = {name: torch.cat([a[name] for a in alone]) for name in three}
+    report = fp16_comparison(one_by_one, three, settings)
+    assert report.matched >= 5 and not report.unexplained and report.min_mask_iou >= 0.99, report
+    six = compiled(torch.cat([batch, batch[:2]]))  # chunks of 4 and 2
+    for name in three:
+        # The same graph on the same rows: identical.
+        assert torch.equal(six[name][:4], compiled(batch)[name]), name
+        assert torch.equal(six[name][4:], compiled(batch[:2])[name]), name
