@@ -298,10 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             rows.append(measured)
             print(measured.row(), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    received = None if signals.received is None else signals.received.name
-    args.out.write_text(report(args, argv, video, rows, received) + "\n")
-    print(f"written: {args.out}", file=sys.stderr)
+        # Written before the server stops: on the H200 a command's time limit ran out during the
+        # server's shutdown, after the table was printed, and the file was never written.
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        received = None if signals.received is None else signals.received.name
+        args.out.write_text(report(args, argv, video, rows, received) + "\n")
+        print(f"written: {args.out}", file=sys.stderr)
     if signals.exit_code is not None:
         return signals.exit_code
     return 1 if any(row.failed or row.died for row in rows) else 0
