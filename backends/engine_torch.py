@@ -1,7 +1,7 @@
 """The RF-DETR-Seg engine as rfdetr's own model in eager PyTorch, on CPU or GPU.
 
-The `gpu` target's eager baseline engine (the engine issue compiles and CUDA-graphs it later),
-and the engine for hosts without TensorRT. It runs the forward that rfdetr's ONNX export traces,
+The torch engine on the CPU, the fp32 reference the compiled FP16 engine (backends.engine_compiled)
+is checked against, and the model that engine compiles. It runs the forward that rfdetr's ONNX export traces,
 so it keeps the ONNX file's contract (backends.contract): `input` [B, 3, R, R] -> `dets`,
 `labels`, `masks`. tools.export_onnx writes the weights it exported beside the .onnx, so both
 engines serve the same model, random weights included.

@@ -6,8 +6,9 @@
 
 The target (tools.targets) decides instance kinds and counts, each python stage's `impl`,
 whether python models take GPU tensors, batch sizes and queue delays. The engine variant is
-`onnx` (ONNX Runtime in the python backend, CPU), `torch` (rfdetr's model in eager PyTorch in the
-python backend, the checkpoint --weights) or `tensorrt` (a plan, platform tensorrt_plan). All
+`onnx` (ONNX Runtime in the python backend, CPU), `torch` (rfdetr's model in PyTorch in the
+python backend, the checkpoint --weights: FP16 CUDA graphs on a GPU, compiled here when this host
+has one; eager fp32 on the CPU) or `tensorrt` (a plan, platform tensorrt_plan). All
 expose the same model name and tensors. Tensor sizes are read from the exported ONNX, which
 every engine comes from (a checkpoint may change the query or class count); the class table
 and the weights default to the files tools.export_onnx writes beside it. Every setting is

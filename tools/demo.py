@@ -3,7 +3,7 @@ tritonserver, stream a video through the ensemble and write the results.
 
     python -m tools.demo [--target auto] [--size nano] [--checkpoint X.pth] [--video in.mp4]
 
---target auto serves the `gpu` target (every stage on the GPU, the eager torch engine) when
+--target auto serves the `gpu` target (every stage on the GPU, the compiled torch engine) when
 torch sees a CUDA device, else the `cpu` target (ONNX Runtime engine). Without --video a
 synthetic clip of moving shapes is generated. Without --checkpoint the model has random
 weights (loudly announced) and, unless --score-threshold is given, the threshold drops to 0.05

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 KIND_CPU, KIND_GPU = "KIND_CPU", "KIND_GPU"
-# Engines: rfdetr's ONNX on ONNX Runtime (python backend, CPU), rfdetr's own model in eager
-# PyTorch (python backend, the target's device), a TensorRT plan (tensorrt_plan, GPU).
+# Engines: rfdetr's ONNX on ONNX Runtime (python backend, CPU), rfdetr's own model in PyTorch
+# (python backend, the target's device: FP16 CUDA graphs on a GPU, eager fp32 on the CPU), a
+# TensorRT plan (tensorrt_plan, GPU).
 ENGINES = ("onnx", "torch", "tensorrt")
 
 
@@ -77,8 +78,8 @@ TARGETS = {
         engine=StagePlan(1, 8, 2000),
         postprocess=StagePlan(1, 8, 0),
     ),
-    # The engine is launch-bound at small batches (tools.md: eager Nano 20 ms at batch 1 and
-    # 21.6 ms at 32): batches up to 32 with a 1 ms wait; pre/post take what is queued. One
+    # The engine's cost per frame falls with the batch (compiled Nano on an H200: 1.19 ms at
+    # batch 1, 7.0 ms at 32): batches up to 32 with a 1 ms wait; pre/post take what is queued. One
     # postprocess instance: a second (host work overlapping the other's kernels) showed no clear
     # gain on the H200 host (benchmarks/results/h200/pipeline-two-postprocess-instances.md).
     "gpu": Target(
