@@ -37,6 +37,11 @@ RLE_OFFSETS = "rle_offsets"
 POLYGON_POINTS = "polygon_points"  # every detection's largest external contour, concatenated
 POLYGON_OFFSETS = "polygon_offsets"
 
+# Request parameters (tritonclient's infer(..., parameters={...})): the ensemble forwards its
+# request's parameters to every step's request (tritonserver 2.51 does: core PR #261, Sept. 2023;
+# tests/integration/test_ensemble_parameters.py).
+POLYGONS_PARAMETER = "polygons"  # bool: trace this frame's polygons; absent: the deployment's choice
+
 
 @dataclass(frozen=True)
 class TensorSpec:

@@ -13,13 +13,14 @@ module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from backends.postprocess_settings import PostprocessSettings
+from backends.postprocess_settings import PostprocessSettings, frame_polygons
 from backends.polygons import largest_contour
 from backends.results import EMPTY_POLYGON, SegmentationResult
 from backends.rle import encode_mask
@@ -80,6 +81,7 @@ def postprocess_frame(
     masks: torch.Tensor,
     image_size: tuple[int, int],
     settings: PostprocessSettings,
+    polygons: bool | None = None,
 ) -> SegmentationResult:
     """One frame's engine outputs -> its SegmentationResult.
 
@@ -89,15 +91,17 @@ def postprocess_frame(
         masks: (Q, h, w) mask logits.
         image_size: the original frame's (height, width).
         settings: top-k size, threshold and class table.
+        polygons: trace the polygons (else every one is empty); None: settings.polygons.
     """
     height, width = image_size
+    trace = settings.polygons if polygons is None else polygons
     sel = select_detections(dets, labels, image_size, settings)
-    rles, polygons = [], []
+    rles, outlines = [], []
     # One full-size mask alive at a time: memory stays bounded for 4K frames and many detections.
     for query in sel.query_ids.tolist():
         mask = upsample_mask(masks[query], height, width).cpu().numpy()
         rles.append(encode_mask(mask))
-        polygons.append(largest_contour(mask) if settings.polygons else EMPTY_POLYGON)
+        outlines.append(largest_contour(mask) if trace else EMPTY_POLYGON)
     class_ids = sel.class_ids.cpu().numpy()
     return SegmentationResult(
         image_size=(height, width),
@@ -106,7 +110,7 @@ def postprocess_frame(
         class_ids=class_ids.astype(np.int32),
         class_names=settings.classes.names_of(class_ids),
         rle_counts=rles,
-        polygons=polygons,
+        polygons=outlines,
     )
 
 
@@ -116,11 +120,14 @@ def postprocess_batch(
     masks: torch.Tensor,
     image_sizes: list[tuple[int, int]],
     settings: PostprocessSettings,
+    polygons: Sequence[bool] | None = None,
 ) -> list[SegmentationResult]:
-    """A batch of engine outputs, (B, Q, ...), and each frame's (height, width) -> B results."""
+    """A batch of engine outputs, (B, Q, ...), and each frame's (height, width) -> B results;
+    `polygons`: which frames get them (backends.postprocess_settings.frame_polygons)."""
+    traced = frame_polygons(settings, polygons, len(image_sizes))
     return [
-        postprocess_frame(d, lab, m, size, settings)
-        for d, lab, m, size in zip(dets, labels, masks, image_sizes, strict=True)
+        postprocess_frame(d, lab, m, size, settings, trace)
+        for d, lab, m, size, trace in zip(dets, labels, masks, image_sizes, traced, strict=True)
     ]
 
 
@@ -130,13 +137,14 @@ def postprocess_batch_kernels(
     masks: torch.Tensor,
     image_sizes: list[tuple[int, int]],
     settings: PostprocessSettings,
+    polygons: Sequence[bool] | None = None,
 ) -> list[SegmentationResult]:
     """postprocess_batch by the Triton-lang kernels (backends.postprocess_kernel): selection and
     COCO RLE runs on the GPU straight from the low-res logits, strings and polygons on the host."""
     # Imported here: triton is needed only where this impl is served.
     from backends.postprocess_kernel import postprocess_batch_kernels as kernels
 
-    return kernels(dets, labels, masks, image_sizes, settings)
+    return kernels(dets, labels, masks, image_sizes, settings, polygons)
 
 
 # The postprocess model's `impl` parameter picks one of these.

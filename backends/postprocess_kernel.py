@@ -8,8 +8,9 @@ full-size mask anywhere:
 3. backends.rle_kernel: every mask's run boundaries in COCO order, from its low-res logits;
 4. backends.rle_strings_kernel: every mask's COCO compressed counts string, from its runs;
 5. only the detection rows and the strings cross to the host (pinned buffers, after one small
-   summary copy that sizes them), plus the run boundaries when polygons are wanted: there
-   backends.rle_runs finds, per mask, the largest contour of its tight crop.
+   summary copy that sizes them), plus the run boundaries when some frame wants polygons (a
+   per-frame choice: each request's, or the deployment's): there backends.rle_runs finds, per
+   mask of those frames, the largest contour of its tight crop.
 
 launch_postprocess() queues the device work and returns at once; PendingPostprocess.results()
 waits for it and does the host part, so a caller can overlap the host part of one batch with the
@@ -20,6 +21,7 @@ On CPU tensors the kernels run only under TRITON_INTERPRET=1 (tests).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,7 +39,7 @@ from backends.mask_region_kernel import (
     mask_regions,
 )
 from backends.packing import unpack_bytes
-from backends.postprocess_settings import PostprocessSettings
+from backends.postprocess_settings import PostprocessSettings, frame_polygons
 from backends.results import EMPTY_POLYGON, SegmentationResult
 from backends.rle_kernel import MaskToggles, mask_toggles
 from backends.rle_runs import largest_contours_from_runs
@@ -62,7 +64,7 @@ class HostDetections:
     boxes: np.ndarray  # (N, 4) float32 xyxy pixels
     rle_chars: np.ndarray  # every detection's COCO compressed counts string, concatenated, uint8
     rle_offsets: np.ndarray  # (N + 1,): detection i's string is rle_chars[rle_offsets[i]:rle_offsets[i + 1]]
-    toggles: np.ndarray | None  # every detection's run boundaries (backends.rle_kernel), when polygons are wanted
+    toggles: np.ndarray | None  # every detection's run boundaries (backends.rle_kernel), when a frame wants polygons
     toggle_ends: np.ndarray | None  # (N,) their inclusive cumulative counts
     device_to_host_bytes: int  # what crossed from the device for this batch
 
@@ -78,10 +80,12 @@ class PendingPostprocess:
         toggles: MaskToggles,
         strings: CocoStrings,
         settings: PostprocessSettings,
+        polygons: list[bool],
         toggle_blocks: tuple[int, int] | None = None,
     ):
         self._masks, self._frames, self._regions, self._toggles = masks, frames, regions, toggles
         self._strings, self._settings, self._toggle_blocks = strings, settings, toggle_blocks
+        self._polygons = polygons
         batch = len(frames.image_sizes)
         last_end = toggles.ends[-1:] if len(toggles.ends) else torch.zeros(1, dtype=torch.int32, device=masks.device)
         summary = torch.cat([regions.counts, last_end, strings.total])
@@ -92,8 +96,9 @@ class PendingPostprocess:
             self._event.record()
 
     def fetch(self) -> HostDetections:
-        """Waits for the device, then copies only the used rows, strings and (for polygons)
-        toggles (one more wait)."""
+        """Waits for the device, then copies only the used rows, strings and (when a frame wants
+        polygons) toggles (one more wait). A batch mixing frames with and without polygons
+        copies every frame's toggles: one copy, without another wait to size the frames' parts."""
         if self._event is not None:
             self._event.synchronize()
         summary = self._summary.numpy()
@@ -111,7 +116,7 @@ class PendingPostprocess:
         chars = _to_host(strings.chars[:num_chars])
         copied = self._summary_bytes + 4 * (table.numel() + num_rows + 1) + num_chars
         ends = runs = None
-        if self._settings.polygons:
+        if any(self._polygons):
             ends = _to_host(toggles.ends[:num_rows])
             runs = _to_host(toggles.toggles[:num_toggles])
             copied += 4 * (num_rows + num_toggles)
@@ -132,8 +137,8 @@ class PendingPostprocess:
         )
 
     def results(self) -> list[SegmentationResult]:
-        """The batch's results (every polygon empty, the work skipped, without settings.polygons)."""
-        return results_from_host(self.fetch(), self._frames.image_sizes, self._settings)
+        """The batch's results (every polygon of a frame that skipped them empty)."""
+        return results_from_host(self.fetch(), self._frames.image_sizes, self._settings, self._polygons)
 
 
 def _to_host(tensor: torch.Tensor) -> torch.Tensor:
@@ -151,6 +156,7 @@ def launch_postprocess(
     masks: torch.Tensor,
     image_sizes: list[tuple[int, int]],
     settings: PostprocessSettings,
+    polygons: Sequence[bool] | None = None,
     *,
     toggle_capacity: int | None = None,
     toggle_blocks: tuple[int, int] | None = None,
@@ -163,6 +169,7 @@ def launch_postprocess(
         masks: (B, Q, h, w) float32 mask logits.
         image_sizes: each frame's (height, width).
         settings: top-k size, threshold and class table.
+        polygons: which frames get polygons (backends.postprocess_settings.frame_polygons).
         toggle_capacity: room for run boundaries (backends.rle_kernel.mask_toggles).
         toggle_blocks: the RLE kernel's tile (backends.rle_kernel.mask_toggles).
     """
@@ -173,6 +180,7 @@ def launch_postprocess(
         )
     if len(image_sizes) != labels.shape[0]:
         raise ValueError(f"{len(image_sizes)} image sizes for a batch of {labels.shape[0]}")
+    traced = frame_polygons(settings, polygons, len(image_sizes))
     if masks.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         raise RuntimeError("the postprocess kernels take CPU tensors only under TRITON_INTERPRET=1")
     frames = Frames.build(image_sizes, tuple(masks.shape[-2:]), masks.device)
@@ -183,21 +191,37 @@ def launch_postprocess(
     regions = mask_regions(selection.rows, selection.counts, masks, frames)
     toggles = mask_toggles(masks, regions, frames, capacity=toggle_capacity, blocks=toggle_blocks)
     strings = coco_strings(toggles, regions, frames)
-    return PendingPostprocess(masks, frames, regions, toggles, strings, settings, toggle_blocks)
+    return PendingPostprocess(masks, frames, regions, toggles, strings, settings, traced, toggle_blocks)
+
+
+def runs_of(rows: np.ndarray, toggles: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The toggles and inclusive cumulative ends of the masks `rows` (ascending), from those of
+    all masks: every mask when rows are all of them, else their parts gathered at once."""
+    if len(rows) == len(ends):
+        return toggles, ends
+    ends = np.asarray(ends, dtype=np.int64)
+    counts = np.diff(ends, prepend=0)[rows]
+    kept_ends = np.cumsum(counts)
+    shift = np.repeat(ends[rows] - kept_ends, counts)  # each kept toggle's old index minus its new one
+    return toggles[np.arange(int(kept_ends[-1]) if len(rows) else 0) + shift], kept_ends
 
 
 def results_from_host(
     host: HostDetections,
     image_sizes: list[tuple[int, int]],
     settings: PostprocessSettings,
+    polygons: list[bool],
 ) -> list[SegmentationResult]:
-    """Host detections -> one SegmentationResult per frame (the strings sliced, polygons traced)."""
+    """Host detections -> one SegmentationResult per frame (the strings sliced, polygons traced
+    for the detections of the frames whose `polygons` is True, the others' left empty)."""
     rles = unpack_bytes(host.rle_chars, host.rle_offsets)
-    if settings.polygons:
-        heights = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)[host.frames, 0]
-        outlines = largest_contours_from_runs(host.toggles, host.toggle_ends, heights)
-    else:
-        outlines = [EMPTY_POLYGON] * len(rles)
+    outlines = [EMPTY_POLYGON] * len(rles)
+    traced = np.flatnonzero(np.asarray(polygons, dtype=bool)[host.frames])
+    if len(traced):
+        heights = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)[host.frames[traced], 0]
+        toggles, ends = runs_of(traced, host.toggles, host.toggle_ends)
+        for row, outline in zip(traced, largest_contours_from_runs(toggles, ends, heights), strict=True):
+            outlines[row] = outline
     frame_ends = np.cumsum(host.counts)
     results = []
     for frame, (height, width) in enumerate(image_sizes):
@@ -223,8 +247,9 @@ def postprocess_batch_kernels(
     masks: torch.Tensor,
     image_sizes: list[tuple[int, int]],
     settings: PostprocessSettings,
+    polygons: Sequence[bool] | None = None,
 ) -> list[SegmentationResult]:
     """backends.postprocess.postprocess_batch on the kernels: same arguments, same results."""
     if labels.shape[0] == 0:
         return []
-    return launch_postprocess(dets, labels, masks, image_sizes, settings).results()
+    return launch_postprocess(dets, labels, masks, image_sizes, settings, polygons).results()

@@ -103,6 +103,22 @@ def input_tensor(request, name: str) -> torch.Tensor:
     return value
 
 
+def request_flag(request, key: str, default: bool) -> bool:
+    """A bool request parameter (tritonclient's `infer(..., parameters={key: False})`), or
+    `default` when the request has none. Requests to the ensemble carry theirs to every stage.
+
+    Raises:
+        InvalidRequestError: the value is no bool (a string "false", a number), naming the key.
+    """
+    parameters = json.loads(request.parameters() or "{}")
+    if key not in parameters:
+        return default
+    value = parameters[key]
+    if not isinstance(value, bool):
+        raise InvalidRequestError(f"request parameter {key!r} must be a bool (true or false), got {value!r}")
+    return value
+
+
 def output_tensor(name: str, value):
     """An output tensor from a torch tensor (either device) or a numpy array, through DLPack.
 

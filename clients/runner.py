@@ -12,13 +12,14 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from backends import contract
 from clients.outputs import Outputs, RunSummary
 from clients.reconnect import Reconnect, ServerUnavailable, wait_until_ready
 from clients.server_stats import RunStats
@@ -58,6 +59,9 @@ class StreamSettings:
     reconnect_timeout_s: float  # waiting for the server, at the start and after an outage
     video_timeout_s: float  # opening a stream URL, then each of its frames
     decoder: str  # how videos are decoded: clients.video.DECODERS
+    # Polygons per frame: None, the deployment's choice; False, skip them (--no-polygons: the
+    # server's costliest host step); True, ask for them. Keyword-only: it has a default.
+    polygons: bool | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         check_transport(self.transport)
@@ -122,6 +126,21 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
         default="opencv",
         help="how videos are decoded (pyav: pip install av; webcams always use opencv)",
     )
+    parser.add_argument(
+        "--no-polygons",
+        dest="polygons",
+        action="store_const",
+        const=False,
+        default=None,
+        help="ask the server to skip polygons for these frames (masks, boxes and classes only; "
+        "without it, the deployment's choice)",
+    )
+
+
+def request_parameters(polygons: bool | None) -> dict[str, bool] | None:
+    """The request parameters that carry a polygon choice to the postprocess (the ensemble
+    forwards them); None sends none: the deployment's choice."""
+    return None if polygons is None else {contract.POLYGONS_PARAMETER: polygons}
 
 
 def serve(
@@ -136,6 +155,7 @@ def serve(
     stop: threading.Event,
     watch: Callable[[Iterable[FrameOutcome]], Iterable[FrameOutcome]] = lambda outcomes: outcomes,
     read_stats: bool = True,
+    polygons: bool | None = None,
 ) -> None:
     """Waits for the server at `url`, streams the frames and writes every outcome, counted in
     `summary` as it is written; returns early when `stop` is set.
@@ -149,6 +169,7 @@ def serve(
         watch: wraps the outcomes as they come (a progress bar, a live display).
         read_stats: read Triton's per-stage statistics for the summary; they are server-wide,
             so a run of many streams leaves them out of each stream's summary.
+        polygons: as StreamSettings holds it.
 
     Raises:
         ServerUnavailable: the server was not ready in time, at the start or after it left.
@@ -172,6 +193,7 @@ def serve(
                     timeout_s=timeout_s,
                     reconnect=reconnect,
                     stop=stop,  # what ends the wait for the server ends the sending too
+                    parameters=request_parameters(polygons),
                 )
                 for outcome in watch(outcomes):
                     if not outcome.ok and not outcome.dropped:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,6 +66,7 @@ def stream_frames(
     timeout_s: float = 60.0,
     reconnect: Callable[[], bool] | None = None,
     stop: threading.Event | None = None,
+    parameters: Mapping[str, bool | int | str] | None = None,
 ) -> Iterator[FrameOutcome]:
     """Sends every frame and yields one FrameOutcome per frame, in frame order.
 
@@ -83,6 +84,7 @@ def stream_frames(
             not what started the outage and call nothing. None: failed frames just fail.
         stop: once set, no further frame is read or sent; the stream ends after the frames in
             flight (each bounded by timeout_s).
+        parameters: request parameters sent with every frame (clients.runner.request_parameters).
 
     Raises:
         ValueError: depth < 1.
@@ -111,7 +113,9 @@ def stream_frames(
             # Frames in the window [next_index, next_index + depth) have distinct slots, and a slot
             # comes round again only once its previous frame was yielded, i.e. completed.
             inputs = transport.inputs_for(index % depth, frame)
-            client.async_infer(model_name, inputs, on_complete, client_timeout=timeout_s)
+            client.async_infer(
+                model_name, inputs, on_complete, client_timeout=timeout_s, parameters=parameters
+            )
         except Exception as error:  # noqa: BLE001 - a frame that cannot be sent fails alone
             done[index] = FrameOutcome(index, frame, 0.0, error=f"{type(error).__name__}: {error}")
             return

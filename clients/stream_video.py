@@ -2,7 +2,7 @@
 
     python -m clients stream --video in.mp4 --url localhost:8001 --transport system_shm \\
         --depth 2 --out-dir outputs/ [--max-frames N] [--no-video] [--timeout-s S] \\
-        [--reconnect-timeout-s S] [--video-timeout-s S] [--decoder opencv|pyav]
+        [--reconnect-timeout-s S] [--video-timeout-s S] [--decoder opencv|pyav] [--no-polygons]
 
 (`python -m clients.stream_video ...` is the same command.) The video is a file, a stream URL
 (rtsp://, http://...) or a webcam (webcam:N or /dev/videoN; --source is another name for
@@ -129,6 +129,7 @@ def stream(options: StreamOptions, summary: RunSummary, stop: threading.Event) -
             summary,
             stop,
             lambda outcomes: tqdm(outcomes, total=min(known) if known else None, unit="frame"),
+            polygons=options.polygons,
         )
 
 
@@ -183,6 +184,7 @@ def stream_video(
     reconnect_timeout_s: float = RECONNECT_TIMEOUT_S,
     video_timeout_s: float = VIDEO_TIMEOUT_S,
     decoder: str = "opencv",
+    polygons: bool | None = None,
 ) -> int:
     """Streams a video through the ensemble at `url` and writes results.jsonl, annotated.mp4
     (unless write_video is False) and summary.json under out_dir; prints the summary.
@@ -206,6 +208,8 @@ def stream_video(
             ready, at the start and after it went away (0: check once).
         video_timeout_s: how long a stream URL may take to open, then to deliver each frame.
         decoder: "opencv" or "pyav" (clients.video.DECODERS).
+        polygons: False asks the server to skip polygons (every one empty), True to trace
+            them; None leaves it to the deployment.
 
     Returns:
         The exit code, as the module's documentation lists them (0, 1, 2, 130, 143).
@@ -226,6 +230,7 @@ def stream_video(
             decoder=decoder,
             video=str(video),
             write_video=write_video,
+            polygons=polygons,
         )
     )
 

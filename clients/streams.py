@@ -3,7 +3,7 @@
     python -m clients streams --url HOST:8001 --transport grpc|system_shm|cuda \\
         --source a.mp4 --source rtsp://cam/1 --source webcam:0 --source folder_of_images/ \\
         [--depth 2] [--out-dir outputs/] [--max-frames N] [--timeout-s S] \\
-        [--reconnect-timeout-s S] [--video-timeout-s S] [--decoder opencv|pyav]
+        [--reconnect-timeout-s S] [--video-timeout-s S] [--decoder opencv|pyav] [--no-polygons]
 
 (`python -m clients.streams ...` is the same command.) Sources: video files and stream URLs
 (decoded by OpenCV, or PyAV with --decoder pyav), webcams (webcam:N or /dev/videoN, through
@@ -168,6 +168,7 @@ def stream_one(
                 stop,
                 watch,
                 read_stats=False,
+                polygons=options.polygons,
             )
         if summary.frames == 0 and not stop.is_set():
             raise VideoError(f"{spec} has no frames")
@@ -279,6 +280,7 @@ def run_streams(
     video_timeout_s: float = VIDEO_TIMEOUT_S,
     decoder: str = "opencv",
     status_interval_s: float = 1.0,
+    polygons: bool | None = None,
 ) -> int:
     """Streams every source at once through the ensemble at `url`, each into
     out_dir/<name>/results.jsonl and summary.json, and sums them up in out_dir/summary.json.
@@ -297,6 +299,7 @@ def run_streams(
         timeout_s, reconnect_timeout_s, video_timeout_s, decoder: as
             clients.stream_video.stream_video.
         status_interval_s: seconds between status lines (at least 1).
+        polygons: as clients.stream_video.stream_video.
 
     Returns:
         The exit code, as the module's documentation lists them (0, 1, 2, 130, 143).
@@ -316,6 +319,7 @@ def run_streams(
             video_timeout_s=video_timeout_s,
             decoder=decoder,
             sources=tuple(s if isinstance(s, Source) else str(s) for s in sources),
+            polygons=polygons,
         ),
         status_interval_s,
     )

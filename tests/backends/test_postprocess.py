@@ -147,6 +147,35 @@ def test_a_batch_is_each_frame_alone():
         np.testing.assert_array_equal(result.boxes, alone.boxes)
 
 
+def test_polygons_are_chosen_per_frame():
+    """Frames of one batch (requests mixed by the batcher) each get polygons or not, whatever the
+    deployment's default; the masks are the same either way."""
+    outputs = [fake_outputs(seed) for seed in (20, 21, 22)]
+    sizes = [(97, 131), (175, 312), (60, 80)]
+    batch = [torch.from_numpy(np.stack([o[i] for o in outputs])) for i in range(3)]
+    for default in (True, False):
+        settings = PostprocessSettings(Q, 0.3, coco_table(), polygons=default)
+        every = postprocess_batch(*batch, sizes, settings, [True] * 3)
+        mixed = postprocess_batch(*batch, sizes, settings, [False, True, False])
+        assert all(len(r) > 0 and all(len(p) > 0 for p in r.polygons) for r in every)
+        for frame, (full, chosen) in enumerate(zip(every, mixed, strict=True)):
+            assert chosen.rle_counts == full.rle_counts
+            if frame == 1:
+                assert all(np.array_equal(a, b) for a, b in zip(chosen.polygons, full.polygons, strict=True))
+            else:
+                assert all(p.shape == (0, 2) for p in chosen.polygons)
+        unchosen = postprocess_batch(*batch, sizes, settings)
+        assert all(all(len(p) > 0 for p in r.polygons) == default for r in unchosen)
+
+
+@pytest.mark.parametrize("polygons", [[True, False], [True, False, 1], np.array([True, False, True])])
+def test_a_polygon_choice_per_frame_is_required(polygons):
+    batch = [torch.from_numpy(np.stack([o[i] for o in [fake_outputs(30)] * 3])) for i in range(3)]
+    settings = PostprocessSettings(Q, 0.3, coco_table())
+    with pytest.raises(ValueError, match="polygons must be one bool per frame \\(3\\)"):
+        postprocess_batch(*batch, [(9, 9)] * 3, settings, polygons)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="compares the ops on CUDA with the CPU")
 @pytest.mark.parametrize("image_size", [(1, 1), (175, 312), (1080, 1920), (2160, 3840)])
 def test_gpu_ops_equal_the_cpu_ops(image_size):

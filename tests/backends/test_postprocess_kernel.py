@@ -158,6 +158,40 @@ def test_copies_only_rows_strings_and_runs_for_polygons(polygons):
     assert host.device_to_host_bytes == 4 * (1 + 2) + n * 32 + 4 * (n + 1) + len(host.rle_chars) + 4 * runs
 
 
+@pytest.mark.parametrize("choices", [[True, False, True], [False, True, False]])
+def test_polygons_are_chosen_per_frame(choices):
+    """Frames of one batch (requests mixed by the batcher) each get polygons or not: the chosen
+    frames' polygons are those of a batch where every frame has them (and the reference's), the
+    others' are empty, and the RLE is the same either way."""
+    rng = np.random.default_rng(12)
+    case = make_case("blobs", rng, [(97, 131), (40, 24), (60, 50)], num_queries=12, mask_side=20, device=DEVICE)
+    args = (case.dets, case.labels, case.masks, case.image_sizes)
+    without = dataclasses.replace(case.settings, polygons=False)  # the request's choice wins
+    every = postprocess_batch_kernels(*args, without, [True] * 3)
+    mixed = postprocess_batch_kernels(*args, without, choices)
+    assert all(len(r) > 0 for r in every)
+    for chosen, full, frame in zip(mixed, every, choices, strict=True):
+        assert chosen.rle_counts == full.rle_counts
+        if frame:
+            assert all(np.array_equal(a, b) for a, b in zip(chosen.polygons, full.polygons, strict=True))
+            assert any(len(p) for p in chosen.polygons)
+        else:
+            assert all(p.shape == EMPTY_POLYGON.shape for p in chosen.polygons)
+    if DEVICE.type == "cpu":
+        assert same_results(mixed, postprocess_batch(*args, without, choices))
+
+
+@pytest.mark.parametrize("choices, runs_copied", [([False, False], False), ([False, True], True)])
+def test_runs_cross_only_when_a_frame_wants_polygons(choices, runs_copied):
+    rng = np.random.default_rng(13)
+    case = make_case("blobs", rng, [(40, 24), (60, 50)], num_queries=12, mask_side=20, device=DEVICE)
+    args = (case.dets, case.labels, case.masks, case.image_sizes, case.settings)
+    host = launch_postprocess(*args, choices).fetch()
+    assert (host.toggles is not None) == runs_copied
+    if runs_copied:  # every frame's: one copy (PendingPostprocess.fetch)
+        assert len(host.toggle_ends) == len(host.scores) and host.toggle_ends[-1] == len(host.toggles)
+
+
 def test_runs_are_coco_run_boundaries():
     """Full-height bands: runs go on across column joins, and no boundary is written there."""
     rng = np.random.default_rng(12)

@@ -3,6 +3,7 @@ per request (against a fake triton_python_backend_utils: the real one lives in t
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from backends.errors import InvalidRequestError
-from backends.triton_model import serve_batch, split_rows, with_row_major_strides
+from backends.triton_model import request_flag, serve_batch, split_rows, with_row_major_strides
 
 
 def row_major(shape):
@@ -121,3 +122,39 @@ def test_cancelled_requests_are_answered_cancelled(fake_pb_utils):
 def test_split_rows_gives_each_request_its_rows():
     parts = split_rows({"a": torch.arange(6).reshape(3, 2), "b": torch.arange(3)}, [2, 1])
     assert parts[0]["a"].tolist() == [[0, 1], [2, 3]] and parts[1]["b"].tolist() == [2]
+
+
+class FakeParameterRequest(FakeRequest):
+    """A fake request whose parameters() is the JSON text the python backend hands over."""
+
+    def __init__(self, parameters: str):
+        super().__init__(value=1)
+        self.text = parameters
+
+    def parameters(self):
+        return self.text
+
+
+@pytest.mark.parametrize(
+    "parameters, default, expected",
+    [("{}", True, True), ("{}", False, False), ('{"polygons":false}', True, False),
+     ('{"polygons":true,"other":3}', False, True), ("", True, True)],
+)
+def test_a_bool_request_parameter_or_the_default(parameters, default, expected):
+    assert request_flag(FakeParameterRequest(parameters), "polygons", default) is expected
+
+
+@pytest.mark.parametrize("value", ['"false"', "0", "1", "null", "[true]"])
+def test_a_parameter_that_is_no_bool_fails_its_request_alone(fake_pb_utils, value):
+    def read(request):
+        return request_flag(request, "polygons", True)
+
+    def run(flags):
+        return [{"out": torch.tensor([flag])} for flag in flags]
+
+    requests = [FakeParameterRequest("{}"), FakeParameterRequest(f'{{"polygons":{value}}}')]
+    responses = serve_batch(requests, read, run)
+    assert responses[0].output_tensors[0][1].item() is True
+    error = responses[1].error
+    assert error.code == "INVALID_ARG"
+    assert error.message == f"request parameter 'polygons' must be a bool (true or false), got {json.loads(value)!r}"

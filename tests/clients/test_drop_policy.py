@@ -80,7 +80,7 @@ class BehindClient:
         self.policy, self.source, self.burst = policy, iter(source), burst
         self.sent: list[int] = []
 
-    def async_infer(self, model_name, inputs, callback, client_timeout=None):
+    def async_infer(self, model_name, inputs, callback, client_timeout=None, parameters=None):
         self.sent.append(inputs[1])
         for _ in range(self.burst):
             next_frame = next(self.source, None)

@@ -71,15 +71,17 @@ class FakeClient:
         self.slot_clashes: list[int] = []
         self.deadlines: set[float] = set()
         self.sent: list[int] = []
+        self.parameters: list[dict | None] = []  # each request's
 
     def error_for(self, index: int) -> str | None:
         return f"frame {index} exploded" if index in self.fail else None
 
-    def async_infer(self, model_name, inputs, callback, client_timeout=None):
+    def async_infer(self, model_name, inputs, callback, client_timeout=None, parameters=None):
         slot, index = inputs
         error = self.error_for(index)
         with self.lock:
             self.sent.append(index)
+            self.parameters.append(parameters)
             self.deadlines.add(client_timeout)
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)

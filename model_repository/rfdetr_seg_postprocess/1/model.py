@@ -14,6 +14,7 @@ from backends.triton_model import (
     log_info,
     max_batch_size,
     model_parameter,
+    request_flag,
     serve_batch,
     stage_devices,
     stage_impl,
@@ -51,14 +52,20 @@ class TritonPythonModel:
                 self.postprocess(*outputs, [WARM_UP_FRAME] * batch, self.settings)
 
     def _read(self, request):
-        return {name: input_tensor(request, name) for name in INPUTS}
+        item = {name: input_tensor(request, name) for name in INPUTS}
+        # The request's choice, else the deployment's: polygons are the host's costliest step.
+        item[c.POLYGONS_PARAMETER] = request_flag(request, c.POLYGONS_PARAMETER, self.settings.polygons)
+        return item
 
     def _run(self, items):
         def batched(name):
             return torch.cat([item[name] for item in items]).to(self.devices.compute)
 
         sizes = [tuple(int(v) for v in size) for item in items for size in item[c.IMAGE_SIZE].tolist()]
-        results = self.postprocess(batched(c.DETS), batched(c.LABELS), batched(c.MASKS), sizes, self.settings)
+        polygons = [item[c.POLYGONS_PARAMETER] for item in items for _ in range(len(item[c.IMAGE_SIZE]))]
+        results = self.postprocess(
+            batched(c.DETS), batched(c.LABELS), batched(c.MASKS), sizes, self.settings, polygons
+        )
         # The results are host data (numpy): every output leaves on the CPU, batch axis of 1.
         return [{name: array[None] for name, array in encode_result(result).items()} for result in results]
 
