@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import tritonclient.grpc as grpcclient
 
-from clients import runner, stream_video
+from clients import stream_video
+from tests.clients.cli_runs import after_frame, read_jsonl, regions_in_dev_shm
 from tests.clients.test_cuda_transport import needs_cuda_shm
 from tools.make_sample_video import make_sample_video
 from tools.tritonserver import TritonServer
@@ -33,41 +32,11 @@ def video(tmp_path_factory):
     return make_sample_video(tmp_path_factory.mktemp("video") / "in.mp4", FRAMES, 160, 96, 10)
 
 
-@pytest.fixture
-def server(model_repository, tmp_path):
-    server = TritonServer(model_repository, tmp_path / "tritonserver.log")
-    with server:
-        yield server
-
-
-def after_frame(monkeypatch, index: int, action) -> None:
-    """Runs action() once the outcome of frame `index` was handed to the CLI."""
-    real_stream = runner.stream_frames
-
-    def stream(*args, **kwargs):
-        for outcome in real_stream(*args, **kwargs):
-            yield outcome
-            if outcome.index == index:
-                action()
-
-    monkeypatch.setattr(runner, "stream_frames", stream)
-
-
 def restart_later(server: TritonServer, down_s: float, restarts: list[threading.Timer]) -> None:
     """Stops the server now and starts it again (same ports) down_s later, in the background."""
     server.stop()
     restarts.append(threading.Timer(down_s, server.start))
     restarts[-1].start()
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def our_regions_in_dev_shm() -> list[str]:
-    return [
-        name for name in os.listdir("/dev/shm") if name.startswith(f"rfdetr_frame_{os.getpid()}_")
-    ]
 
 
 def run_cli(server, video, out, *options: str) -> int:
@@ -103,7 +72,7 @@ def test_a_server_restarted_mid_run_is_waited_for_and_the_stream_goes_on(
     assert summary["server_outages"] == 1
     assert summary["stages"] == [] and "went away" in summary["stats_missing"]
     assert caplog.text.count("the server went away") == 1
-    assert our_regions_in_dev_shm() == []
+    assert regions_in_dev_shm() == []
 
 
 @pytest.mark.integration
@@ -127,7 +96,7 @@ def test_a_server_that_came_back_without_our_regions_gets_them_again(
     assert "Unable to find shared memory region" in records[CUT_AFTER + 1]["error"]
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["failed"], summary["server_outages"]) == (1, 1)
-    assert our_regions_in_dev_shm() == []
+    assert regions_in_dev_shm() == []
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
         assert client.get_system_shared_memory_status(as_json=True).get("regions", {}) == {}
         assert client.get_cuda_shared_memory_status(as_json=True).get("regions", {}) == {}
@@ -158,7 +127,7 @@ def test_a_server_gone_for_good_ends_the_run_with_exit_2_and_a_summary(
     assert f"Triton at {server.grpc_url}: not ready after 1 s" in summary["stopped_because"]
     assert summary["stopped_because"] in caplog.text
     assert summary["stages"] == [] and summary["stats_missing"]
-    assert our_regions_in_dev_shm() == []
+    assert regions_in_dev_shm() == []
 
 
 @pytest.mark.integration

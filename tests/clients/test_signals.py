@@ -7,19 +7,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
-import tritonclient.grpc as grpcclient
 
 from clients.signals import StopOnSignals
+from tests.clients.cli_runs import (
+    lines,
+    regions_in_dev_shm,
+    regions_on_server,
+    wait_for,
+)
 from tools.make_sample_video import make_sample_video
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 FRAMES = 120
 
 
@@ -58,35 +58,16 @@ def video(tmp_path_factory):
     return make_sample_video(tmp_path_factory.mktemp("video") / "in.mp4", FRAMES, 160, 96, 10)
 
 
-def start_cli(out: Path, *argv: str) -> subprocess.Popen:
-    out.mkdir(parents=True)
-    return subprocess.Popen(
-        [sys.executable, "-m", "clients.stream_video", "--out-dir", str(out), *argv],
-        cwd=REPO_ROOT,
-        stdout=(out.parent / "stdout.txt").open("w"),
-        stderr=(out.parent / "stderr.txt").open("w"),
-    )
-
-
-def wait_for(condition, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
 )
-def test_a_signal_mid_stream_stops_the_run_cleanly(triton_server, video, tmp_path, signum, code):
+def test_a_signal_mid_stream_stops_the_run_cleanly(
+    triton_server, video, tmp_path, cli_process, signum, code
+):
     out = tmp_path / "out"
     argv = ["--video", str(video), "--url", triton_server.grpc_url, "--no-video"]
-    process = start_cli(out, *argv, "--transport", "system_shm", "--depth", "3")
+    process = cli_process(out, "stream", *argv, "--transport", "system_shm", "--depth", "3")
     wait_for(lambda: len(lines(out / "results.jsonl")) >= 2)
     process.send_signal(signum)
     assert process.wait(60) == code
@@ -101,17 +82,14 @@ def test_a_signal_mid_stream_stops_the_run_cleanly(triton_server, video, tmp_pat
     assert summary["frames"] == len(records)
     assert (summary["exit_code"], summary["stopped_because"]) == (code, f"{signum.name} received")
     # Its regions are gone from this host and from the server.
-    prefix = f"rfdetr_frame_{process.pid}_"
-    assert not [name for name in os.listdir("/dev/shm") if name.startswith(prefix)]
-    with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:
-        regions = client.get_system_shared_memory_status(as_json=True).get("regions", {})
-    assert not [name for name in regions if name.startswith(prefix)]
+    assert regions_in_dev_shm(process.pid) == []
+    assert regions_on_server(triton_server.grpc_url, process.pid) == []
 
 
-def test_a_signal_while_waiting_for_the_server_ends_the_wait(video, tmp_path):
+def test_a_signal_while_waiting_for_the_server_ends_the_wait(video, tmp_path, cli_process):
     out = tmp_path / "out"
     argv = ["--video", str(video), "--url", "localhost:1", "--reconnect-timeout-s", "600"]
-    process = start_cli(out, *argv)
+    process = cli_process(out, "stream", *argv)
     wait_for(lambda: "retrying in" in (tmp_path / "stderr.txt").read_text())
     process.send_signal(signal.SIGTERM)
     assert process.wait(10) == 143

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -20,11 +19,8 @@ from backends.rle import encode_mask
 from clients import streams
 from clients.status import StatusDisplay, StreamStatus
 from clients.stream import FrameOutcome
+from tests.clients.cli_runs import read_jsonl, regions_in_dev_shm
 from tools.make_sample_video import make_sample_video
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def image_folder(path: Path, count: int, corrupt: int | None = None) -> Path:
@@ -38,10 +34,6 @@ def image_folder(path: Path, count: int, corrupt: int | None = None) -> Path:
             cv2.imwrite(str(path / f"{i:03d}.png"), rng.integers(0, 256, (64, 96, 3), np.uint8))
     (path / "notes.txt").write_text("not an image: ignored")
     return path
-
-
-def own_regions() -> list[str]:
-    return [n for n in os.listdir("/dev/shm") if n.startswith(f"rfdetr_frame_{os.getpid()}_")]
 
 
 @pytest.mark.integration
@@ -79,7 +71,7 @@ def test_streams_run_concurrently_and_a_dead_one_leaves_the_others_going(
     assert [s["name"] for s in top["streams"]] == ["a", "shots", "gone", "a-2"]
     assert [s["exit_code"] for s in top["streams"]] == [0, 1, 2, 0]
     assert (top["frames"], top["failed"], top["dropped"], top["exit_code"]) == (14, 1, 0, 1)
-    assert own_regions() == [], "every stream released its shared memory"
+    assert regions_in_dev_shm() == [], "every stream released its shared memory"
     printed = capsys.readouterr()
     assert "all streams:" in printed.out and "exit code 1" in printed.out
     assert "a-2: done" in printed.err, "the status lines go to stderr"
