@@ -28,7 +28,8 @@ Exit codes (also the top summary's "exit_code"):
   2    could not run at all: a bad option or an unusable output folder (no summary.json), or
        no stream could stream
   130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: every stream stops sending, waits for its
-       frames in flight, releases its shared memory and writes its summary
+       frames in flight, releases its shared memory and writes its summary (which says so:
+       "SIGINT received", exit code 130)
 
 From Python: run_streams(sources, url, ...), the exit code returned; a source may also be a
 clients.sources.Source object (live or not).
@@ -136,9 +137,16 @@ def stream_one(
     options: StreamsOptions,
     stop: threading.Event,
     status: StreamStatus,
+    signals: StopOnSignals | None = None,
 ) -> RunSummary:
     """One stream, start to end, on the calling thread; what stops it is in its summary, which
-    is also written to out_dir (prepare_out_dir'd)."""
+    is also written to out_dir (prepare_out_dir'd).
+
+    Args:
+        signals: what sets `stop` on SIGINT/SIGTERM, if anything: a stream that a signal ends
+            says so in its summary (stopped_because, exit code 130/143), as the single-stream
+            CLI does, instead of passing for one that served its whole source.
+    """
     spec = source if isinstance(source, str) else source.name
     summary = RunSummary(spec, options.transport, options.depth)
 
@@ -174,11 +182,16 @@ def stream_one(
             raise VideoError(f"{spec} has no frames")
 
     runner.run_recorded(summary, options.url, work)
-    summary.exit_code = exit_code_of(summary)
-    if summary.stopped_because is not None:
+    if summary.stopped_because is None and signals is not None and signals.received is not None:
+        summary.stopped_because = f"{signals.received.name} received"
+        summary.exit_code = signals.exit_code
+        status.state = "stopped"
+    elif summary.stopped_because is not None:
+        summary.exit_code = exit_code_of(summary)
         status.state = "died"
         logger.error("stream %s died: %s", spec, summary.stopped_because)
     else:
+        summary.exit_code = exit_code_of(summary)
         status.state = "done"
     try:
         summary.write(out_dir)
@@ -237,7 +250,7 @@ def execute(options: StreamsOptions, status_interval_s: float = 1.0) -> int:
 
     def one(i: int) -> None:
         summaries[i] = stream_one(
-            options.sources[i], out_dirs[i], options, signals.event, statuses[i]
+            options.sources[i], out_dirs[i], options, signals.event, statuses[i], signals
         )
 
     start = time.perf_counter()
@@ -262,9 +275,16 @@ def execute(options: StreamsOptions, status_interval_s: float = 1.0) -> int:
         print(
             f"{entry['name']}: frames {entry['frames']}  failed {entry['failed']}  "
             f"dropped {entry['dropped']}  {entry['fps']:.2f} frames/s"
-            + (f"  died: {entry['stopped_because']}" if entry["stopped_because"] else "")
+            + (f"  stopped early: {entry['stopped_because']}" if entry["stopped_because"] else "")
         )
     print(f"all streams: {summary['fps']:.2f} frames/s; exit code {exit_code}")
+    if signals.received is not None:
+        logger.warning(
+            "stopped by %s after %d frames; summaries in %s",
+            signals.received.name,
+            summary["frames"],
+            options.out_dir,
+        )
     return exit_code
 
 
