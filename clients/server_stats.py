@@ -88,6 +88,26 @@ def read_counters(
     return counters
 
 
+def read_settled_counters(
+    client: grpcclient.InferenceServerClient,
+    models: tuple[str, ...] = STAGES,
+    quiet_s: float = 0.05,
+    timeout_s: float = 1.0,
+) -> dict[str, Counters]:
+    """read_counters once two readings quiet_s apart agree (at most timeout_s): a run's "before"
+    reading taken while an earlier request's counters are still landing (the ensemble's come
+    after its steps') would count that request in the run."""
+    deadline = time.monotonic() + timeout_s
+    counters = read_counters(client, models)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        again = read_counters(client, models)
+        if again == counters:
+            break
+        counters = again
+    return counters
+
+
 def stats_since(
     client: grpcclient.InferenceServerClient,
     before: dict[str, Counters],
@@ -118,7 +138,7 @@ class RunStats:
     def __init__(self, client: grpcclient.InferenceServerClient):
         self._client = client
         self.missing: str | None = None
-        self._before = self._read("before", read_counters, client)
+        self._before = self._read("before", read_settled_counters, client)
 
     def since_start(self, served: int, server_outages: int) -> list[StageStats]:
         """The statistics since this object was made (stats_since); [] when they are missing."""
