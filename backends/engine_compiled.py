@@ -57,7 +57,6 @@ class _BucketGraph:
     """One bucket: a static input buffer and the CUDA graph of the compiled forward on it."""
 
     def __init__(self, forward, rows: int, resolution: int, dtype: torch.dtype, device, pool) -> None:
-        self.rows = rows
         self.input = torch.zeros(rows, 3, resolution, resolution, dtype=dtype, device=device)
         started = time.perf_counter()
         # The first calls compile (or load from the cache) and tune; capture needs them done,
@@ -79,7 +78,7 @@ class _BucketGraph:
         self.prepare_s = time.perf_counter() - started
 
     def run(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Outputs for batch (at most `rows` rows), as new float32 tensors."""
+        """Outputs for batch (at most the bucket's rows), as new float32 tensors."""
         count = batch.shape[0]
         self.input[:count].copy_(batch)
         self.graph.replay()
