@@ -46,8 +46,8 @@ class StreamSettings:
     Raises:
         ValueError: a transport that is unknown or that this host cannot use, depth or
             max_frames below 1, a timeout that is no positive number of seconds
-            (reconnect_timeout_s may be 0: check once), or a decoder that is unknown or not
-            installed.
+            (reconnect_timeout_s may be 0: check once), a decoder that is unknown or not
+            installed, or decoder nvdec with a transport other than cuda.
     """
 
     url: str  # Triton's gRPC endpoint
@@ -72,6 +72,12 @@ class StreamSettings:
         _check_seconds("timeout_s", self.timeout_s)
         _check_seconds("reconnect_timeout_s", self.reconnect_timeout_s, zero_ok=True)
         _check_seconds("video_timeout_s", self.video_timeout_s)
+        if self.decoder == "nvdec" and self.transport != "cuda":
+            raise ValueError(
+                f"decoder nvdec leaves the frames on the GPU, and only transport cuda sends them "
+                f"from there (got transport {self.transport}): use --transport cuda (the server on "
+                "this host and GPU), or decode with opencv or pyav"
+            )
         check_decoder(self.decoder)
 
 
@@ -124,7 +130,9 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
         "--decoder",
         choices=DECODERS,
         default="opencv",
-        help="how videos are decoded (pyav: pip install av; webcams always use opencv)",
+        help="how videos are decoded (pyav: pip install av; nvdec: video files on the GPU, "
+        "with --transport cuda only, pip install PyNvVideoCodec cupy-cuda13x; webcams always use "
+        "opencv)",
     )
     parser.add_argument(
         "--no-polygons",

@@ -2,7 +2,8 @@
 
     python -m clients stream --video in.mp4 --url localhost:8001 --transport system_shm \\
         --depth 2 --out-dir outputs/ [--max-frames N] [--no-video] [--timeout-s S] \\
-        [--reconnect-timeout-s S] [--video-timeout-s S] [--decoder opencv|pyav] [--no-polygons]
+        [--reconnect-timeout-s S] [--video-timeout-s S] [--decoder opencv|pyav|nvdec] \\
+        [--no-polygons]
 
 (`python -m clients.stream_video ...` is the same command.) The video is a file, a stream URL
 (rtsp://, http://...) or a webcam (webcam:N or /dev/videoN; --source is another name for
@@ -67,11 +68,20 @@ class StreamOptions(StreamSettings):
     """What one run streams, to where, how: stream_video's arguments, checked.
 
     Raises:
-        ValueError: as clients.runner.StreamSettings.
+        ValueError: as clients.runner.StreamSettings, or decoder nvdec with write_video.
     """
 
     video: str  # a file, a stream URL or a webcam (clients.video.open_video)
     write_video: bool
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.decoder == "nvdec" and self.write_video:
+            raise ValueError(
+                "decoder nvdec keeps the frames on the GPU, and annotated.mp4 is drawn on the "
+                "host: add --no-video (results.jsonl has the detections), or decode with opencv "
+                "or pyav"
+            )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -207,7 +217,8 @@ def stream_video(
         reconnect_timeout_s: how long to wait for the server when it is unreachable or not
             ready, at the start and after it went away (0: check once).
         video_timeout_s: how long a stream URL may take to open, then to deliver each frame.
-        decoder: "opencv" or "pyav" (clients.video.DECODERS).
+        decoder: "opencv", "pyav" or "nvdec" (clients.video.DECODERS; nvdec needs transport
+            cuda and write_video False).
         polygons: False asks the server to skip polygons (every one empty), True to trace
             them; None leaves it to the deployment.
 

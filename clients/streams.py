@@ -3,16 +3,17 @@
     python -m clients streams --url HOST:8001 --transport grpc|system_shm|cuda \\
         --source a.mp4 --source rtsp://cam/1 --source webcam:0 --source folder_of_images/ \\
         [--depth 2] [--out-dir outputs/] [--max-frames N] [--timeout-s S] \\
-        [--reconnect-timeout-s S] [--video-timeout-s S] [--decoder opencv|pyav] [--no-polygons]
+        [--reconnect-timeout-s S] [--video-timeout-s S] [--decoder opencv|pyav|nvdec] \\
+        [--no-polygons]
 
 (`python -m clients.streams ...` is the same command.) Sources: video files and stream URLs
-(decoded by OpenCV, or PyAV with --decoder pyav), webcams (webcam:N or /dev/videoN, through
-OpenCV), folders of .jpg/.png images (sorted by name; an image that cannot be read is a failed
-frame). Every source runs on its own thread with its own gRPC client and transport ring,
-results in frame order, and writes <out-dir>/<stream>/results.jsonl and
-<out-dir>/<stream>/summary.json (as clients.stream_video, without annotated.mp4); <stream> is the
-file, folder, URL or camera's name. A stream that dies (cannot be opened, server gone past the
-deadline) says why in its summary; the others go on.
+(decoded by OpenCV, or PyAV with --decoder pyav; files on the GPU by NVDEC with --decoder nvdec and
+--transport cuda), webcams (webcam:N or /dev/videoN, through OpenCV), folders of .jpg/.png images
+(sorted by name; an image that cannot be read is a failed frame). Every source runs on its own
+thread with its own gRPC client and transport ring, results in frame order, and writes
+<out-dir>/<stream>/results.jsonl and <out-dir>/<stream>/summary.json (as clients.stream_video,
+without annotated.mp4); <stream> is the file, folder, URL or camera's name. A stream that dies
+(cannot be opened, server gone past the deadline) says why in its summary; the others go on.
 
 Live sources (URLs, webcams) never queue up: when the server falls behind, newest wins (the
 frame waiting for a slot is dropped for a newer one) and each dropped frame is a line

@@ -1,6 +1,7 @@
 """The input video: a file, a stream URL or a webcam, opened with bounded waits and read frame by
-frame as BGR uint8 HxWx3, decoded by OpenCV (the default) or by PyAV (clients.pyav_video,
-optional: `pip install av`)."""
+frame as BGR uint8 HxWx3, decoded by OpenCV (the default), by PyAV (clients.pyav_video,
+optional: `pip install av`) or, for files, by NVDEC on the GPU (clients.nvdec_video, optional:
+PyNvVideoCodec and CuPy; its frames are CuPy arrays on the GPU, for the cuda transport)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-DECODERS = ("opencv", "pyav")
+DECODERS = ("opencv", "pyav", "nvdec")
 # webcam:N, or the V4L2 device node /dev/videoN: camera N, opened by index.
 _WEBCAM = re.compile(r"(?:webcam:|/dev/video)(\d+)")
 
@@ -28,8 +29,8 @@ class VideoError(RuntimeError):
 
 
 class Capture(Protocol):
-    """What Video reads from: cv2.VideoCapture's read() and release(), which PyAV's reader
-    (clients.pyav_video) also has."""
+    """What Video reads from: cv2.VideoCapture's read() and release(), which PyAV's and NVDEC's
+    readers (clients.pyav_video, clients.nvdec_video: a CuPy array on the GPU) also have."""
 
     def read(self) -> tuple[bool, np.ndarray | None]: ...
 
@@ -89,6 +90,12 @@ def check_decoder(decoder: str) -> None:
             "decoder pyav needs PyAV, which is not installed: pip install av "
             "(or the project's clients extra)"
         )
+    if decoder == "nvdec":
+        # Imported, not just looked for: an install that cannot load (no CUDA library) is found
+        # here, before anything runs.
+        from clients.nvdec_video import nvdec_modules
+
+        nvdec_modules()
 
 
 def webcam_index(source: str) -> int | None:
@@ -105,12 +112,12 @@ def open_video(source: str, timeout_s: float = 10.0, decoder: str = "opencv") ->
         source: the file, URL or camera.
         timeout_s: how long opening a stream, and then reading each frame, may wait (without
             it OpenCV waits 30 s on a silent server).
-        decoder: "opencv" or "pyav" (files and URLs).
+        decoder: "opencv" or "pyav" (files and URLs), or "nvdec" (files; frames on the GPU).
 
     Raises:
         VideoError: no such file; not a video the decoder decodes; a stream that cannot be
             reached or says nothing within timeout_s; a webcam that cannot be opened; no frame
-            rate; PyAV asked for a webcam.
+            rate; PyAV or NVDEC asked for a webcam, NVDEC for a stream URL.
         ValueError: as check_decoder.
     """
     check_decoder(decoder)
@@ -130,6 +137,10 @@ def open_video(source: str, timeout_s: float = 10.0, decoder: str = "opencv") ->
         from clients.pyav_video import open_pyav  # optional dependency, imported on demand
 
         return _checked(open_pyav(source, timeout_s))
+    if decoder == "nvdec":
+        from clients.nvdec_video import open_nvdec  # optional dependency, imported on demand
+
+        return _checked(open_nvdec(source))
     wait_ms = round(timeout_s * 1000)
     capture = cv2.VideoCapture(
         source,
