@@ -14,6 +14,7 @@ host and this GPU, and tritonclient's CUDA support (cuda-bindings), imported onl
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import logging
 import math
@@ -254,7 +255,9 @@ def cuda_shared_memory() -> ModuleType:
         TransportUnavailable: it cannot be imported; the message says what to install.
     """
     try:
-        import tritonclient.utils.cuda_shared_memory as cudashm
+        # import_module returns what sys.modules holds; `import a.b.c as m` would return the
+        # parent package's attribute instead, which a test's stand-in cannot replace.
+        cudashm = importlib.import_module("tritonclient.utils.cuda_shared_memory")
     # tritonclient raises RuntimeError when cuda-bindings is missing (ImportError otherwise).
     except (ImportError, RuntimeError) as error:
         raise TransportUnavailable(

@@ -9,7 +9,9 @@ from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, ExportedModel
 
 
 def build_test_repository(exported: ExportedModel, out: Path, target: str = "cpu", **options) -> Path:
-    """The exported Nano served for `target` at the random-weights threshold, batches of 8."""
+    """The exported Nano served for `target` at the random-weights threshold (unless
+    `score_threshold` says otherwise), batches of 8."""
     options.setdefault("max_batch_size", 8)
-    spec = spec_from_files(target, options.pop("engine", None), exported.onnx, RANDOM_WEIGHTS_THRESHOLD, **options)
+    threshold = options.pop("score_threshold", RANDOM_WEIGHTS_THRESHOLD)
+    spec = spec_from_files(target, options.pop("engine", None), exported.onnx, threshold, **options)
     return build_repository(spec, out)
