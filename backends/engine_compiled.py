@@ -138,6 +138,10 @@ class CompiledEngine:
         # dynamic batch guard fails past 15 rows). fullgraph: a graph break would leave eager
         # code, and its CPU copies, inside the captured graph.
         forward = torch.compile(model, dynamic=False, fullgraph=True)
+        # Dynamo counts compiles per code object, and every engine's forward is the same rfdetr
+        # code: without room for this engine's buckets, a second engine in one process (Small
+        # after Nano in a benchmark) hits the recompile limit (8) and, with fullgraph, fails.
+        torch._dynamo.config.recompile_limit += len(self.buckets)
         pool = torch.cuda.graph_pool_handle()
         # Largest first: the smaller graphs reuse its intermediate blocks in the shared pool.
         self._graphs = {

@@ -79,9 +79,12 @@ TARGETS = {
         postprocess=StagePlan(1, 8, 0),
     ),
     # The engine's cost per frame falls with the batch (compiled Nano on an H200: 1.19 ms at
-    # batch 1, 7.0 ms at 32): batches up to 32 with a 1 ms wait; pre/post take what is queued. One
-    # postprocess instance: a second (host work overlapping the other's kernels) showed no clear
-    # gain on the H200 host (benchmarks/results/h200/pipeline-two-postprocess-instances.md).
+    # batch 1, 7.0 ms at 32): batches up to 32 with a 1 ms wait; pre/post take what is queued.
+    # Three preprocess and three postprocess instances: their time is host work (1080p frames
+    # copied in and up, contours traced), which runs in parallel across stub processes. 1080p
+    # over system shm at concurrency 32 on the H200 host: the ensemble served 225 / 403 / 537
+    # frames/s with 1 / 2 / 3 of each, the engine alone 468
+    # (benchmarks/results/h200/perf-analyzer/instances.md).
     "gpu": Target(
         name="gpu",
         device="cuda",
@@ -89,9 +92,9 @@ TARGETS = {
         engines=("torch", "tensorrt"),
         preprocess_impl="triton",
         postprocess_impl="triton",
-        preprocess=StagePlan(1, 32, 0),
+        preprocess=StagePlan(3, 32, 0),
         engine=StagePlan(1, 32, 1000),
-        postprocess=StagePlan(1, 32, 0),
+        postprocess=StagePlan(3, 32, 0),
         cuda_memory_pool_bytes=1 << 30,
     ),
     # An Orin has 8-16 GB shared with the CPU and each torch stub costs ~1 GB (server #4457):

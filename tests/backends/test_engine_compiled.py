@@ -127,6 +127,19 @@ def test_fp16_graphs_detect_what_eager_fp32_detects_on_a_trained_checkpoint(batc
 
 
 @needs_cuda
+def test_engines_of_two_sizes_compile_in_one_process(compiled, monkeypatch):
+    """Every engine compiles the same rfdetr forward: dynamo's per-code recompile limit must leave
+    room for each engine's buckets (seen: Medium after Small in one bench_engine run failed)."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", len(compiled.buckets))  # full now
+    small = CompiledEngine("small", None, "cuda", (1, 2))
+    frame = torch.randn(1, 3, small.resolution, small.resolution, device="cuda")
+    assert small(frame)["masks"].shape[0] == 1
+    assert (
+        compiled(frame[:, :, : compiled.resolution, : compiled.resolution])["masks"].shape[0] == 1
+    )  # the first engine's graphs still replay
+
+
+@needs_cuda
 def test_padding_and_chunking_change_no_frame(compiled, batch, settings):
     three = compiled(batch[:3])  # bucket 4, one padding row
     alone = [compiled(batch[i : i + 1]) for i in range(3)]  # bucket 1

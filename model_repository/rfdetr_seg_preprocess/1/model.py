@@ -3,7 +3,6 @@ import torch
 from backends.contract import ENGINE_INPUT, IMAGE, IMAGE_SIZE
 from backends.errors import InvalidRequestError
 from backends.frames import check_frame
-from backends.host_upload import PinnedUpload
 from backends.preprocess import PREPROCESS_IMPLS
 from backends.triton_model import (
     input_tensor,
@@ -22,9 +21,6 @@ class TritonPythonModel:
         self.resolution = int(model_parameter(args, "resolution"))
         self.devices = stage_devices(args)
         impl, self.preprocess = stage_impl(args, PREPROCESS_IMPLS, self.devices)
-        # Host frames (system shm, plain gRPC) cross to a GPU through one pinned buffer.
-        compute = self.devices.compute
-        self.upload = PinnedUpload(compute) if compute.type == "cuda" else list
         if impl != "reference":  # kernels compile on first use: not on the first requests
             for batch in (1, max_batch_size(args)):
                 self.preprocess(synthetic_frames(batch, self.devices.compute), self.resolution, self.devices.compute)
@@ -38,7 +34,7 @@ class TritonPythonModel:
         return image[0]
 
     def _run(self, frames):
-        batch = self.preprocess(self.upload(frames), self.resolution, self.devices.compute).to(self.devices.outputs)
+        batch = self.preprocess(frames, self.resolution, self.devices.compute).to(self.devices.outputs)
         # Frame sizes are host metadata: they stay on the CPU whatever the target.
         sizes = torch.tensor([frame.shape[:2] for frame in frames], dtype=torch.int32)
         return split_rows({ENGINE_INPUT: batch, IMAGE_SIZE: sizes}, [1] * len(frames))
