@@ -21,6 +21,7 @@ import sys
 import pytest
 import yaml
 
+from tools.targets import TARGETS
 from tools.tritonserver import DEFAULT_TRITON_HOME, REPO_ROOT, TritonServer
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -148,8 +149,10 @@ def test_server_settings(services, profile):
         f"${{TRITON_BIND_ADDRESS:-127.0.0.1}}:{port}:{port}" for port in (8000, 8001, 8002)
     ]
     assert service["volumes"] == [f"{REPOSITORY_MOUNT}:ro"]  # models only, read-only
-    # No model-control API: the models load at start and nobody can load or unload one.
-    assert words(service["command"]) == SERVER_COMMAND
+    # No model-control API: the models load at start and nobody can load or unload one. Then
+    # the options of the target the profile serves (t4: gpu, with its CUDA memory pool).
+    target = TARGETS["gpu" if profile == "t4" else "jetson"]
+    assert words(service["command"]) == SERVER_COMMAND + list(target.server_args())
     assert "triton" in service["networks"]["default"]["aliases"]
     health = service["healthcheck"]
     assert "http://localhost:8000/v2/health/ready" in " ".join(health["test"])
