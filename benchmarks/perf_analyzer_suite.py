@@ -64,7 +64,12 @@ from benchmarks.perf_analyzer_runs import (
     release_shared_memory,
     run_within_budget,
 )
-from tools.build_repository import build_repository, check_readable, spec_from_files
+from tools.build_repository import (
+    build_repository,
+    check_readable,
+    repository_target,
+    spec_from_files,
+)
 from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, random_weights_export
 from tools.make_sample_video import render_frames
 from tools.targets import TARGETS as DEPLOY_TARGETS
@@ -279,6 +284,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"model repository not found: {args.repository} "
             "(--target builds one; so do tools.build_repository and build_engines.sh)"
         )
+    elif not args.url:
+        try:
+            repository_target(args.repository)  # its server options, read when the server starts
+        except ValueError as error:
+            parser.error(str(error))
     if "cuda" in args.shared_memory and not torch.cuda.is_available():
         parser.error(
             "--shared-memory cuda needs a CUDA device on this host "
@@ -293,10 +303,14 @@ def start_server(args: argparse.Namespace, logs: Path, stack: ExitStack) -> tupl
     if args.url:
         return args.url, args.url
     if args.target is None:
+        server_args = repository_target(args.repository).server_args()
         server = stack.enter_context(
-            TritonServer(args.repository.resolve(), logs / "tritonserver.log")
+            TritonServer(args.repository.resolve(), logs / "tritonserver.log", extra_args=server_args)
         )
-        return server.grpc_url, f"tritonserver started by the suite on {args.repository}"
+        return server.grpc_url, (
+            f"tritonserver started by the suite on {args.repository}, server options: "
+            f"{shlex.join(server_args) or 'none'}"
+        )
     target = DEPLOY_TARGETS[args.target]
     if args.onnx is None:
         exported = random_weights_export("nano", REPO_ROOT / "build" / "engines" / "random")

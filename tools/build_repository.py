@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import string
 import subprocess
@@ -248,6 +249,30 @@ def precompile_torch_engine(spec: RepositorySpec, repository: Path) -> Path | No
         file=sys.stderr,
     )
     return cache
+
+
+# A rendered parameter: parameters { key: "device" value: { string_value: "cuda" } }
+_PARAMETER = re.compile(r'key:\s*"([^"]+)"\s*value:\s*{\s*string_value:\s*"([^"]*)"\s*}')
+
+
+def repository_target(repository: Path) -> Target:
+    """The target a built repository serves, read back from its preprocess config (its `device`
+    and FORCE_CPU_ONLY_INPUT_TENSORS tell the targets apart), so that a repository served as it
+    is still gets its target's tritonserver options (the gpu target's CUDA memory pool).
+
+    Raises:
+        ValueError: no readable preprocess config there, or one no target writes, naming it.
+    """
+    path = repository / PREPROCESS / "config.pbtxt"
+    try:
+        parameters = dict(_PARAMETER.findall(path.read_text()))
+    except OSError as error:
+        raise ValueError(f"not a repository this project built: cannot read {path} ({error.strerror})") from error
+    device, gpu_tensors = parameters.get("device"), parameters.get("FORCE_CPU_ONLY_INPUT_TENSORS") == "no"
+    for target in TARGETS.values():
+        if (target.device, target.gpu_tensors) == (device, gpu_tensors):
+            return target
+    raise ValueError(f"{path}: device {device!r} with GPU tensors {gpu_tensors} is no target's ({list(TARGETS)})")
 
 
 def beside(onnx: Path, suffix: str) -> Path:

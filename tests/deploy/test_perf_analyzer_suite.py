@@ -53,6 +53,7 @@ from benchmarks.perf_analyzer_suite import (
     parse_args,
 )
 from tools.make_sample_video import render_frames
+from tools.tritonserver import REPO_ROOT
 
 # Real perf_analyzer 2.51 output, from `python -m benchmarks.perf_analyzer_suite` on the cpu
 # target (2-core CPU host, busy): the ensemble and the engine alone, system shm, concurrency 2.
@@ -451,6 +452,10 @@ def test_a_run_past_its_time_limit_is_stopped(tmp_path):
         (["--target", "gpu", "--onnx", "missing.onnx"], "ONNX file not found: missing.onnx"),
         (["--target", "gpu", "--url", "localhost:8001"], "not allowed with argument"),
         (["--repository", "no/such/repository"], "model repository not found: no/such/repository"),
+        (
+            ["--repository", str(REPO_ROOT / "benchmarks")],
+            f"not a repository this project built: cannot read {REPO_ROOT}/benchmarks/rfdetr_seg_preprocess",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_with_a_message(tmp_path, capsys, arguments, message):

@@ -29,6 +29,7 @@ from tools.build_repository import (
     RepositorySpec,
     build_repository,
     precompile_torch_engine,
+    repository_target,
     spec_from_files,
 )
 from tools.targets import TARGETS
@@ -178,7 +179,11 @@ def test_shapes_come_from_the_onnx_file(nano_export, tmp_path):
     assert engine_shape_from_onnx(nano_export.onnx) == EngineShape(312, 100, 91)
     assert main(["--onnx", str(nano_export.onnx), "--out", str(tmp_path / "r")]) == 0
     engine = load_repository(tmp_path / "r")[ENGINE]
-    assert declared(engine.output) == {"dets": ("FP32", [100, 4]), "labels": ("FP32", [100, 91]), "masks": ("FP32", [100, 78, 78])}
+    assert declared(engine.output) == {
+        "dets": ("FP32", [100, 4]),
+        "labels": ("FP32", [100, 91]),
+        "masks": ("FP32", [100, 78, 78]),
+    }
 
 
 @pytest.mark.parametrize(
@@ -215,7 +220,12 @@ def test_reference_stages_replace_the_kernels(tmp_path, target):
     settings = PostprocessSettings(100, 0.5, CLASSES)
     engine = TARGETS[target].engines[0]
     spec = RepositorySpec(
-        TARGETS[target], engine, dummy_engine_file(tmp_path, engine), MODEL_SIZES["nano"], settings, reference_stages=True
+        TARGETS[target],
+        engine,
+        dummy_engine_file(tmp_path, engine),
+        MODEL_SIZES["nano"],
+        settings,
+        reference_stages=True,
     )
     configs = load_repository(build_repository(spec, tmp_path / "r"))
     assert parameters(configs[PREPROCESS])["impl"] == parameters(configs[POSTPROCESS])["impl"] == "reference"
@@ -239,3 +249,21 @@ def test_a_gpu_torch_engine_is_left_to_the_server_to_compile_on_a_host_without_g
     assert precompile_torch_engine(spec, repository) is None
     assert not (repository / ENGINE / "1" / COMPILE_CACHE_FILE).exists()
     assert (repository / ENGINE / "1" / "model.pth").is_file()
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_a_built_repository_tells_which_target_it_serves(tmp_path, target):
+    """So that one served as it is gets its target's server options (the gpu CUDA pool)."""
+    engine = TARGETS[target].engines[0]
+    settings = PostprocessSettings(MODEL_SIZES["nano"].num_queries, 0.5, CLASSES)
+    spec = RepositorySpec(TARGETS[target], engine, dummy_engine_file(tmp_path, engine), MODEL_SIZES["nano"], settings)
+    assert repository_target(build_repository(spec, tmp_path / "repository")) is TARGETS[target]
+
+
+def test_a_folder_no_build_wrote_is_named(tmp_path):
+    with pytest.raises(ValueError, match=f"cannot read {tmp_path}/rfdetr_seg_preprocess/config.pbtxt"):
+        repository_target(tmp_path)
+    (tmp_path / PREPROCESS).mkdir()
+    (tmp_path / PREPROCESS / "config.pbtxt").write_text('parameters { key: "device" value: { string_value: "tpu" } }')
+    with pytest.raises(ValueError, match="device 'tpu' with GPU tensors False is no target's"):
+        repository_target(tmp_path)
