@@ -3,7 +3,7 @@ concurrency, with the ensemble's per-step breakdown.
 
     python -m benchmarks.perf_analyzer_suite --target cpu --out DIR     # builds and serves a target
     python -m benchmarks.perf_analyzer_suite --url HOST:8001 --out DIR  # a running server
-    python -m benchmarks.perf_analyzer_suite --repository REPO --out DIR  # serves REPO as it is
+    python -m benchmarks.perf_analyzer_suite --repository REPO --out DIR  # serves REPO (its target's options)
 
 The GPU run (1080p, concurrency 1..32, three transports, inside a time budget):
 
