@@ -1,6 +1,6 @@
 """Many concurrent camera streams through the served ensemble, per transport and depth.
 
-    python -m benchmarks.bench_streams (--repository DIR [--target auto] | --url HOST:PORT) \\
+    python -m benchmarks.bench_streams (--repository DIR | --url HOST:PORT) \\
         [--transports cuda,system_shm,grpc] [--depths 1,2,3] [--streams 1,4,16,32] \\
         [--seconds 5] [--max-frames N] [--warmup-s 10] [--video in.mp4 | --width 1920 \\
         --height 1080 --video-frames 600] [--out build/bench_streams.md]
@@ -17,7 +17,7 @@ the failed and dropped frames (a file waits for the server: drops mean a live so
 
 Without --video, a synthetic clip (tools.make_sample_video) of --width x --height is rendered
 once into build/bench_streams/. With --repository the server is started here on that
-repository (with the target's tritonserver options); --url uses a running one. The table goes
+repository (with the tritonserver options of the target it was built for); --url uses a running one. The table goes
 to stdout and, with the device and this command, to --out (markdown). Ctrl-C stops the sweep
 and writes what was measured. Exit code 0; 1 when frames failed or a stream stopped early (see
 the table); 130/143 when stopped by a signal.
@@ -45,9 +45,8 @@ from clients.signals import StopOnSignals
 from clients.status import StreamStatus
 from clients.stream import FrameOutcome
 from clients.transports import check_transport
-from tools.demo import resolve_target
+from tools.build_repository import repository_target
 from tools.make_sample_video import make_sample_video
-from tools.targets import TARGETS, get_target
 from tools.tritonserver import REPO_ROOT, ServerStartError, TritonServer
 
 WORK_DIR = REPO_ROOT / "build" / "bench_streams"
@@ -187,12 +186,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     server = parser.add_mutually_exclusive_group(required=True)
     server.add_argument("--repository", type=Path, help="model repository to serve here")
     server.add_argument("--url", help="a running server's gRPC endpoint, HOST:PORT")
-    parser.add_argument(
-        "--target",
-        default="auto",
-        choices=["auto", *TARGETS],
-        help="the repository's target, for its tritonserver options (auto: gpu with CUDA)",
-    )
     parser.add_argument("--transports", type=transports, default=["cuda", "system_shm", "grpc"])
     parser.add_argument("--depths", type=positive_ints, default=[1, 2, 3])
     parser.add_argument("--streams", type=positive_ints, default=[1, 4, 16, 32])
@@ -211,6 +204,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"need --seconds > 0 and --warmup-s >= 0, got {args.seconds}, {args.warmup_s}")
     if args.video is not None and not args.video.is_file():
         parser.error(f"--video {args.video}: no such file")
+    if args.repository is not None:
+        try:
+            repository_target(args.repository)  # its server options, read when the server starts
+        except ValueError as error:
+            parser.error(str(error))
     return args
 
 
@@ -225,10 +223,11 @@ def the_video(args: argparse.Namespace) -> Path:
 
 
 def the_server(args: argparse.Namespace) -> TritonServer:
-    """The server on --repository, with the target's options; not started."""
-    target = get_target(resolve_target(args.target))
+    """The server on --repository, with its target's options; not started."""
     return TritonServer(
-        args.repository, WORK_DIR / "tritonserver.log", extra_args=target.server_args()
+        args.repository,
+        WORK_DIR / "tritonserver.log",
+        extra_args=repository_target(args.repository).server_args(),
     )
 
 
