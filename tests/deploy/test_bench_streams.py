@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from backends.classes import ClassTable
-from backends.contract import MODEL_SIZES
-from backends.postprocess_settings import PostprocessSettings
 from benchmarks.bench_streams import parse_args, the_server
-from tools.build_repository import RepositorySpec, build_repository
+from tests.repositories import config_spec
+from tools.build_repository import build_repository
 from tools.targets import TARGETS
 
 
 def test_a_built_repository_is_served_with_its_targets_options(tmp_path):
-    shape = MODEL_SIZES["nano"]
-    plan = tmp_path / "dummy.plan"  # configs only: nothing is started here
-    plan.write_bytes(b"dummy")
-    settings = PostprocessSettings(shape.num_queries, 0.5, ClassTable(("thing",) * 91))
-    spec = RepositorySpec(TARGETS["gpu"], "tensorrt", plan, shape, settings)
-    repository = build_repository(spec, tmp_path / "repository")
+    repository = build_repository(config_spec("gpu", "tensorrt", tmp_path), tmp_path / "repository")
     server = the_server(parse_args(["--repository", str(repository)]))
     assert server.extra_args == TARGETS["gpu"].server_args() != ()
 

@@ -20,13 +20,10 @@ from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig, ModelInsta
 
 from backends import contract
 from backends.batch_buckets import bucket_sizes
-from backends.classes import ClassTable
 from backends.contract import ENGINE, ENSEMBLE, MODEL_SIZES, POSTPROCESS, PREPROCESS, EngineShape
 from backends.engine_compiled import COMPILE_CACHE_FILE
-from backends.postprocess_settings import PostprocessSettings
+from tests.repositories import config_spec
 from tools.build_repository import (
-    ENGINE_VARIANTS,
-    RepositorySpec,
     build_repository,
     precompile_torch_engine,
     repository_target,
@@ -34,7 +31,6 @@ from tools.build_repository import (
 )
 from tools.targets import TARGETS
 
-CLASSES = ClassTable(tuple(f"class_{i}" for i in range(contract.COCO_CLASS_LOGITS - 1)) + (None,))
 COMBINATIONS = [(t, e, s) for t in TARGETS for e in TARGETS[t].engines for s in MODEL_SIZES]
 
 
@@ -48,20 +44,13 @@ def load_repository(root: Path) -> dict[str, ModelConfig]:
     return configs
 
 
-def dummy_engine_file(work: Path, engine: str) -> Path:
-    path = work / f"dummy-engine{ENGINE_VARIANTS[engine][2]}"
-    path.write_bytes(b"dummy engine: configs only")
-    return path
-
-
 @pytest.fixture(scope="module")
 def repositories(tmp_path_factory) -> dict[tuple[str, str, str], dict[str, ModelConfig]]:
     """{(target, engine, size): configs} for every target, each engine it serves, every size."""
     work = tmp_path_factory.mktemp("configs")
     built = {}
     for target, engine, size in COMBINATIONS:
-        settings = PostprocessSettings(MODEL_SIZES[size].num_queries, 0.5, CLASSES)
-        spec = RepositorySpec(TARGETS[target], engine, dummy_engine_file(work, engine), MODEL_SIZES[size], settings)
+        spec = config_spec(target, engine, work, size)
         built[target, engine, size] = load_repository(build_repository(spec, work / f"{target}-{engine}-{size}"))
     return built
 
@@ -217,16 +206,7 @@ def test_a_missing_onnx_is_named(tmp_path):
 
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_reference_stages_replace_the_kernels(tmp_path, target):
-    settings = PostprocessSettings(100, 0.5, CLASSES)
-    engine = TARGETS[target].engines[0]
-    spec = RepositorySpec(
-        TARGETS[target],
-        engine,
-        dummy_engine_file(tmp_path, engine),
-        MODEL_SIZES["nano"],
-        settings,
-        reference_stages=True,
-    )
+    spec = config_spec(target, TARGETS[target].engines[0], tmp_path, reference_stages=True)
     configs = load_repository(build_repository(spec, tmp_path / "r"))
     assert parameters(configs[PREPROCESS])["impl"] == parameters(configs[POSTPROCESS])["impl"] == "reference"
 
@@ -254,9 +234,7 @@ def test_a_gpu_torch_engine_is_left_to_the_server_to_compile_on_a_host_without_g
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_a_built_repository_tells_which_target_it_serves(tmp_path, target):
     """So that one served as it is gets its target's server options (the gpu CUDA pool)."""
-    engine = TARGETS[target].engines[0]
-    settings = PostprocessSettings(MODEL_SIZES["nano"].num_queries, 0.5, CLASSES)
-    spec = RepositorySpec(TARGETS[target], engine, dummy_engine_file(tmp_path, engine), MODEL_SIZES["nano"], settings)
+    spec = config_spec(target, TARGETS[target].engines[0], tmp_path)
     assert repository_target(build_repository(spec, tmp_path / "repository")) is TARGETS[target]
 
 
