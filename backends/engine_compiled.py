@@ -53,6 +53,33 @@ def use_cudnn_depthwise_convs(model: torch.nn.Module) -> int:
     return len(blocks)
 
 
+def use_matmul_patch_embeddings(model: torch.nn.Module) -> int:
+    """Runs the backbone's patch embedding as one matrix product; returns how many it rewrote.
+
+    The embedding is a convolution whose kernel equals its stride over 3 input channels: cuDNN
+    has no fast kernel for 3 channels (38.6 us a batch-1 forward on an H200, 3.6 % of it). The
+    patches do not overlap, so a reshape and a GEMM compute the same sums (up to summation
+    order), and inductor fuses the reshape: batch-1 replay 1.157 -> 1.112 ms on the H200
+    (benchmarks/results/h200/engine-batch1-variants.md).
+    """
+    from rfdetr.models.backbone.dinov2_with_windowed_attn import Dinov2WithRegistersPatchEmbeddings
+
+    class MatmulPatchEmbeddings(Dinov2WithRegistersPatchEmbeddings):
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            batch, channels, height, width = pixels.shape
+            (ph, pw), rows, cols = self.patch_size, height // self.patch_size[0], width // self.patch_size[1]
+            # As the convolution: a remainder narrower than a patch is left out.
+            patches = pixels[:, :, : rows * ph, : cols * pw].reshape(batch, channels, rows, ph, cols, pw)
+            patches = patches.permute(0, 2, 4, 1, 3, 5).reshape(batch, rows * cols, channels * ph * pw)
+            weight = self.projection.weight.reshape(self.projection.out_channels, -1)
+            return torch.addmm(self.projection.bias, patches.flatten(0, 1), weight.t()).unflatten(0, (batch, -1))
+
+    embeddings = [m for m in model.modules() if type(m) is Dinov2WithRegistersPatchEmbeddings]
+    for module in embeddings:
+        module.__class__ = MatmulPatchEmbeddings
+    return len(embeddings)
+
+
 class _BucketGraph:
     """One bucket: a static input buffer and the CUDA graph of the compiled forward on it."""
 
@@ -134,6 +161,7 @@ class CompiledEngine:
             logger.info("loaded torch.compile cache %s", compile_cache)
         model = eager.model.half().eval()
         use_cudnn_depthwise_convs(model)
+        use_matmul_patch_embeddings(model)
         # dynamic=False: one static graph per bucket (sizes of 1 are specialised anyway, and a
         # dynamic batch guard fails past 15 rows). fullgraph: a graph break would leave eager
         # code, and its CPU copies, inside the captured graph.

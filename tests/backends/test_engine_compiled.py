@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from backends.classes import ClassTable
-from backends.engine_compiled import CompiledEngine, use_cudnn_depthwise_convs
+from backends.engine_compiled import CompiledEngine, use_cudnn_depthwise_convs, use_matmul_patch_embeddings
 from backends.engine_torch import TorchEngine
 from backends.postprocess import postprocess_batch
 from backends.postprocess_settings import PostprocessSettings
@@ -40,6 +40,19 @@ def test_cudnn_depthwise_rewrite_changes_no_output(nano_export):
     for name in before:
         assert torch.equal(before[name], after[name]), name
     assert use_cudnn_depthwise_convs(engine.model) == 0  # already rewritten: nothing left
+
+
+def test_matmul_patch_embedding_matches_the_convolution(nano_export):
+    engine = TorchEngine("nano", nano_export.weights, "cpu")
+    # 316: not a multiple of the patch, so the remainder the convolution leaves out is tested too.
+    pixels = torch.randn(2, 3, 316, 312, generator=torch.Generator().manual_seed(4))
+    (embedding,) = [m for m in engine.model.modules() if hasattr(m, "projection") and hasattr(m, "patch_size")]
+    before = embedding(pixels)
+    assert use_matmul_patch_embeddings(engine.model) == 1
+    after = embedding(pixels)
+    assert after.shape == before.shape
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+    assert use_matmul_patch_embeddings(engine.model) == 0  # already rewritten: nothing left
 
 
 def test_refuses_a_cpu_device_and_bad_buckets(nano_export):
