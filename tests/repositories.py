@@ -39,7 +39,8 @@ def dummy_engine_file(work: Path, engine: str) -> Path:
 
 def config_spec(target: str, engine: str, work: Path, size: str = "nano", **options) -> RepositorySpec:
     """`target`'s repository spec for `engine` of `size`, its engine file a dummy in `work`:
-    for tests of the rendered configs (a gpu torch build on a GPU host would try to compile it)."""
+    for tests of the rendered configs (tools.build_repository.render_repository: a build would
+    try to compile a gpu torch engine on a GPU host)."""
     settings = PostprocessSettings(MODEL_SIZES[size].num_queries, 0.5, CLASSES)
     return RepositorySpec(
         TARGETS[target], engine, dummy_engine_file(work, engine), MODEL_SIZES[size], settings, **options

@@ -196,9 +196,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def build_repository(spec: RepositorySpec, out: Path) -> Path:
-    """Writes the repository to `out` (replacing what was there) and returns it; a CUDA torch
-    engine is compiled here too where this host has the GPU (precompile_torch_engine)."""
+def render_repository(spec: RepositorySpec, out: Path) -> Path:
+    """Writes the repository's configs and files to `out` (replacing what was there) and
+    returns it, compiling nothing: what tests of the rendered configs need on any host."""
     values = spec.values()
     variant, model_file, _ = ENGINE_VARIANTS[spec.engine]
     if out.exists():
@@ -209,7 +209,13 @@ def build_repository(spec: RepositorySpec, out: Path) -> Path:
     (out / ENGINE / "1").mkdir(parents=True, exist_ok=True)
     _link_or_copy(spec.engine_file.resolve(), out / ENGINE / "1" / model_file)
     spec.postprocess.classes.save(out / POSTPROCESS / "1" / CLASSES_FILE)
-    precompile_torch_engine(spec, out)
+    return out
+
+
+def build_repository(spec: RepositorySpec, out: Path) -> Path:
+    """render_repository, then a CUDA torch engine compiled here where this host has the GPU
+    (precompile_torch_engine)."""
+    precompile_torch_engine(spec, render_repository(spec, out))
     return out
 
 

@@ -7,12 +7,12 @@ import pytest
 
 from benchmarks.bench_streams import parse_args, the_server
 from tests.repositories import config_spec
-from tools.build_repository import build_repository
+from tools.build_repository import render_repository
 from tools.targets import TARGETS
 
 
 def test_a_built_repository_is_served_with_its_targets_options(tmp_path):
-    repository = build_repository(config_spec("gpu", "tensorrt", tmp_path), tmp_path / "repository")
+    repository = render_repository(config_spec("gpu", "tensorrt", tmp_path), tmp_path / "repository")
     server = the_server(parse_args(["--repository", str(repository)]))
     assert server.extra_args == TARGETS["gpu"].server_args() != ()
 

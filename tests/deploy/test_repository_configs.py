@@ -26,6 +26,7 @@ from tests.repositories import config_spec
 from tools.build_repository import (
     build_repository,
     precompile_torch_engine,
+    render_repository,
     repository_target,
     spec_from_files,
 )
@@ -51,7 +52,7 @@ def repositories(tmp_path_factory) -> dict[tuple[str, str, str], dict[str, Model
     built = {}
     for target, engine, size in COMBINATIONS:
         spec = config_spec(target, engine, work, size)
-        built[target, engine, size] = load_repository(build_repository(spec, work / f"{target}-{engine}-{size}"))
+        built[target, engine, size] = load_repository(render_repository(spec, work / f"{target}-{engine}-{size}"))
     return built
 
 
@@ -207,7 +208,7 @@ def test_a_missing_onnx_is_named(tmp_path):
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_reference_stages_replace_the_kernels(tmp_path, target):
     spec = config_spec(target, TARGETS[target].engines[0], tmp_path, reference_stages=True)
-    configs = load_repository(build_repository(spec, tmp_path / "r"))
+    configs = load_repository(render_repository(spec, tmp_path / "r"))
     assert parameters(configs[PREPROCESS])["impl"] == parameters(configs[POSTPROCESS])["impl"] == "reference"
 
 
@@ -235,7 +236,7 @@ def test_a_gpu_torch_engine_is_left_to_the_server_to_compile_on_a_host_without_g
 def test_a_built_repository_tells_which_target_it_serves(tmp_path, target):
     """So that one served as it is gets its target's server options (the gpu CUDA pool)."""
     spec = config_spec(target, TARGETS[target].engines[0], tmp_path)
-    assert repository_target(build_repository(spec, tmp_path / "repository")) is TARGETS[target]
+    assert repository_target(render_repository(spec, tmp_path / "repository")) is TARGETS[target]
 
 
 def test_a_folder_no_build_wrote_is_named(tmp_path):
