@@ -14,12 +14,19 @@ FROM ${BASE_IMAGE}
 ARG TORCH_INDEX_URL=https://pypi.org/simple
 RUN python3 -m pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch
 
+# A C compiler: Triton-lang (the gpu target's kernels) and backends.contour_trace both compile C
+# at run time; install one only where the base image has none.
+RUN command -v gcc >/dev/null || (apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*)
+
 # Only what the python models import: backends/ (the client and tools packages stay out).
 COPY pyproject.toml /opt/rfdetr-triton/pyproject.toml
 COPY backends/ /opt/rfdetr-triton/backends/
 # [export] brings rfdetr: the torch engine (an alternative to the TensorRT plan) builds its model.
+# The contour tracer is compiled here once, into the image's cache, rather than at server start.
 RUN python3 -m pip install --no-cache-dir "/opt/rfdetr-triton[export]" \
- && python3 -c "import backends.contract, backends.triton_model, torch"
+ && python3 -c "import backends.contract, backends.triton_model, torch" \
+ && python3 -c "import backends.contour_trace as t; t.largest_contours_function()"
 
 # tritonserver, plus --allow-client-shm=true where the release has that flag (Triton >= 2.69).
 COPY deploy/start-tritonserver.sh /usr/local/bin/start-tritonserver

@@ -1,0 +1,351 @@
+/* Every mask's largest external contour, traced from its COCO runs: the same points, in the same
+ * order, as cv2.findContours(RETR_EXTERNAL, CHAIN_APPROX_SIMPLE) then the first of the largest by
+ * cv2.contourArea. backends/contour_trace.py builds this file at first use and explains why; the
+ * OpenCV source each step follows is cited there. Plain C ABI on numpy buffers, no Python.h.
+ *
+ * Per mask: its runs are cut at column joins into segments (one column's rows top..bottom), the
+ * segments of adjacent columns are joined into 8-connected components (union-find), and each
+ * component's outer border is followed from its first pixel in row-major order, every pixel's
+ * neighbours read from the segments. Nothing here is proportional to the mask's area. */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    TRACE_NO_MEMORY = -1,
+    TRACE_BAD_TOGGLES = -2, /* a mask's toggles are negative or do not increase */
+};
+
+typedef struct {
+    int32_t top, bottom; /* rows top..bottom (inclusive) of one column */
+} Segment;
+
+/* Each column's segments lie between two sentinels, which stop the cursor walks in follow_border
+ * without bounds checks: BELOW's bottom is under every row (-1 included), ABOVE's over every row
+ * (frames are at most MAX_HEIGHT rows: the Python launcher checks), and neither covers a row. */
+#define MAX_HEIGHT (1 << 30)
+static const Segment BELOW = {-3, -3}, ABOVE = {MAX_HEIGHT + 3, MAX_HEIGHT + 3};
+
+/* Scratch memory for one call, grown to the largest mask's needs and reused. */
+typedef struct {
+    Segment *segments;
+    int32_t *parent;       /* union-find over segments; a root is its component's lowest index */
+    int64_t *first_pixel;  /* per root: (top << 32) | column of its component's row-major first */
+    int64_t segment_room;
+    int32_t *column_first; /* column c (from -1 to width) starts at segment column_first[c + 1] */
+    int32_t *cursor;       /* per column (from -1), a segment near the last row asked about */
+    int64_t column_room;
+    int32_t *trace, *best; /* xy pairs: the contour being traced, the largest one so far */
+    int64_t trace_room, best_room;
+} Scratch;
+
+/* Makes room for `needed` items (at least doubling), or returns 0 when out of memory. */
+static int grow(void **buffer, int64_t *room, int64_t needed, size_t item) {
+    if (needed <= *room) return 1;
+    int64_t next = needed > 2 * *room ? needed : 2 * *room;
+    void *grown = realloc(*buffer, (size_t)next * item);
+    if (!grown) return 0;
+    *buffer = grown;
+    *room = next;
+    return 1;
+}
+
+static int grow_segments(Scratch *s, int64_t needed) {
+    int64_t a = s->segment_room, b = a, c = a;
+    int ok = grow((void **)&s->segments, &a, needed, sizeof(Segment)) &&
+             grow((void **)&s->parent, &b, needed, sizeof(int32_t)) &&
+             grow((void **)&s->first_pixel, &c, needed, sizeof(int64_t));
+    if (ok) s->segment_room = a;
+    return ok;
+}
+
+static int grow_columns(Scratch *s, int64_t needed) {
+    int64_t a = s->column_room, b = a;
+    int ok = grow((void **)&s->column_first, &a, needed, sizeof(int32_t)) &&
+             grow((void **)&s->cursor, &b, needed, sizeof(int32_t));
+    if (ok) s->column_room = a;
+    return ok;
+}
+
+static int32_t find(int32_t *parent, int32_t i) {
+    while (parent[i] != i) {
+        parent[i] = parent[parent[i]]; /* path halving */
+        i = parent[i];
+    }
+    return i;
+}
+
+/* One mask's toggles -> segments, column by column, top to bottom, each column between its
+ * sentinels, with empty columns -1 and width around them; returns the width (columns from the
+ * first toggle's to the last's). A COCO run may go on from the bottom of one column into the
+ * next: it is cut at each join. */
+static int64_t cut_runs(const int32_t *toggles, int64_t count, int64_t height, Scratch *s) {
+    int64_t first_column = toggles[0] / height;
+    int64_t width = (toggles[count - 1] - 1) / height - first_column + 1;
+    /* Each column join a run crosses adds one segment; two sentinels per column. */
+    if (!grow_segments(s, count / 2 + 3 * (width + 2)) || !grow_columns(s, width + 3)) return TRACE_NO_MEMORY;
+    Segment *segments = s->segments;
+    int32_t *first = s->column_first + 1;
+    int64_t column = 0, base = first_column * height, n = 0;
+    segments[n++] = BELOW; /* column -1 */
+    first[-1] = (int32_t)n;
+    segments[n++] = ABOVE;
+    segments[n++] = BELOW;
+    first[0] = (int32_t)n;
+    for (int64_t k = 0; k < count; k += 2) {
+        int64_t start = toggles[k], end = toggles[k + 1];
+        while (start >= base + height) {
+            base += height;
+            segments[n++] = ABOVE;
+            segments[n++] = BELOW;
+            first[++column] = (int32_t)n;
+        }
+        int64_t top = start - base;
+        while (end > base + height) {
+            segments[n++] = (Segment){(int32_t)top, (int32_t)(height - 1)};
+            base += height;
+            segments[n++] = ABOVE;
+            segments[n++] = BELOW;
+            first[++column] = (int32_t)n;
+            top = 0;
+        }
+        segments[n++] = (Segment){(int32_t)top, (int32_t)(end - 1 - base)};
+    }
+    segments[n++] = ABOVE;
+    segments[n++] = BELOW; /* column width */
+    first[width] = (int32_t)n;
+    segments[n++] = ABOVE;
+    segments[n++] = BELOW; /* read past column width's ABOVE by column_bits */
+    first[width + 1] = (int32_t)n; /* column width ends 2 segments before, as every column */
+    for (int64_t c = -1; c <= width; c++) s->cursor[c + 1] = first[c];
+    return width;
+}
+
+/* Union-find over the segments of adjacent columns: [a, b] in column c and [p, q] in column
+ * c + 1 are 8-connected iff p <= b + 1 and q >= a - 1. Then each root's row-major first pixel. */
+static void join_components(Scratch *s, int64_t width) {
+    const Segment *segments = s->segments;
+    const int32_t *first = s->column_first + 1;
+    int32_t *parent = s->parent;
+    int64_t *first_pixel = s->first_pixel;
+    for (int32_t i = first[0]; i < first[width]; i++) parent[i] = i;
+    for (int64_t c = 0; c + 1 < width; c++) {
+        int32_t i = first[c], i_end = first[c + 1] - 2;
+        int32_t j = first[c + 1], j_end = first[c + 2] - 2;
+        while (i < i_end && j < j_end) {
+            const Segment a = segments[i], b = segments[j];
+            if (b.top <= a.bottom + 1 && b.bottom >= a.top - 1) {
+                int32_t ra = find(parent, i), rb = find(parent, j);
+                if (ra < rb) parent[rb] = ra;
+                else parent[ra] = rb;
+            }
+            int right = a.bottom >= b.bottom;
+            i += !right;
+            j += right;
+        }
+    }
+    for (int64_t c = 0; c < width; c++) {
+        for (int32_t i = first[c]; i < first[c + 1] - 2; i++) {
+            int32_t root = find(parent, i);
+            int64_t key = ((int64_t)segments[i].top << 32) | c;
+            if (root == i || key < first_pixel[root]) first_pixel[root] = key;
+        }
+    }
+}
+
+/* Rows y - 1, y, y + 1 of a segment as bits 0, 1, 2. */
+static inline unsigned cover(Segment segment, int32_t y) {
+    int32_t low = segment.top - (y - 1), high = segment.bottom - (y - 1);
+    low = low < 0 ? 0 : low;
+    high = high > 2 ? 2 : high;
+    return high >= low ? (2u << high) - (1u << low) : 0;
+}
+
+/* From a segment index k of a column, its first segment (or ABOVE) that reaches row y - 1. */
+static inline int32_t seek(const Segment *segments, int32_t k, int32_t y) {
+    while (segments[k - 1].bottom >= y - 1) k--;
+    while (segments[k].bottom < y - 1) k++;
+    return k;
+}
+
+/* Rows y - 1, y, y + 1 of a column as bits 0, 1, 2, from seek's k: two segments at most (a
+ * column's segments are at least a row apart). */
+static inline unsigned column_bits(const Segment *segments, int32_t k, int32_t y) {
+    return cover(segments[k], y) | cover(segments[k + 1], y);
+}
+
+/* The 8 neighbours as bits by chain code, from the left, middle and right columns' bits. */
+static inline unsigned neighbours(unsigned left, unsigned middle, unsigned right) {
+    return ((right >> 1) & 1) | ((right & 1) << 1) | ((right & 4) << 5) /* codes 0, 1, 7 */
+           | ((middle & 1) << 2) | ((middle & 4) << 4)                   /* codes 2, 6 */
+           | (left << 3);                                               /* codes 3, 4, 5 */
+}
+
+/* OpenCV's chain codes (contours_common.hpp chainCodeDeltas): 0 is +x, counterclockwise on
+ * screen (y grows downwards). */
+static const int32_t DX[8] = {1, 1, 0, -1, -1, -1, 0, 1};
+static const int32_t DY[8] = {0, -1, -1, -1, 0, 1, 1, 1};
+
+static int grow_trace(Scratch *s, int64_t n) {
+    return grow((void **)&s->trace, &s->trace_room, 2 * (n + 1), sizeof(int32_t));
+}
+
+/* The outer border of the component whose row-major first pixel is (c0, y0), into s->trace, as
+ * OpenCV's icvFetchContourEx (contours_new.cpp) with isHole false and CHAIN_APPROX_SIMPLE: a
+ * point where the chain code changes. x is the frame column (column index + x_offset). Returns
+ * the point count, or TRACE_NO_MEMORY.
+ *
+ * The columns left of, at and right of the current pixel are kept as segment indices (kl, km,
+ * kr, from seek) and row bits (l, m, r): a step along a row reuses two of each. */
+static int64_t follow_border(Scratch *s, int32_t c0, int32_t y0, int32_t x_offset) {
+    const Segment *segments = s->segments;
+    int32_t *cursor = s->cursor + 1;
+    int64_t n = 0;
+    int32_t c = c0, y = y0;
+    int32_t kl = seek(segments, cursor[c - 1], y), km = seek(segments, cursor[c], y);
+    int32_t kr = seek(segments, cursor[c + 1], y);
+    unsigned l = column_bits(segments, kl, y), m = column_bits(segments, km, y);
+    unsigned r = column_bits(segments, kr, y);
+    unsigned around = neighbours(l, m, r);
+    /* The first neighbour clockwise from code 3 (codes 3, 2, 1, 0, 7, 6, 5; 4 is never set). */
+    int code = 4;
+    do code = (code - 1) & 7;
+    while (!((around >> code) & 1) && code != 4);
+    if (code == 4) {
+        if (!grow_trace(s, 0)) return TRACE_NO_MEMORY;
+        s->trace[0] = c0 + x_offset;
+        s->trace[1] = y0;
+        return 1;
+    }
+    int32_t c1 = c0 + DX[code], y1 = y0 + DY[code];
+    int previous = code ^ 4;
+    for (;;) {
+        /* Counterclockwise from the code after the one back to the pixel we came from. */
+        unsigned ring = around | (around << 8);
+        int next = (code + 1 + __builtin_ctz(ring >> (code + 1))) & 7;
+        if (next != previous) {
+            if (2 * (n + 1) > s->trace_room && !grow_trace(s, n)) return TRACE_NO_MEMORY;
+            s->trace[2 * n] = c + x_offset;
+            s->trace[2 * n + 1] = y;
+            n++;
+        }
+        previous = next;
+        int32_t dx = DX[next], dy = DY[next];
+        if (c == c1 && y == y1 && c + dx == c0 && y + dy == y0) break;
+        code = (next + 4) & 7;
+        y += dy;
+        /* Along a row, the column left behind keeps its index for a later visit, the one entered
+         * starts from where the last visit left it, and the other two columns' bits hold. */
+        if (dx > 0) {
+            cursor[c++ - 1] = kl, kl = km, km = kr, kr = seek(segments, cursor[c + 1], y);
+            l = m, m = r, r = column_bits(segments, kr, y);
+        } else if (dx < 0) {
+            cursor[c-- + 1] = kr, kr = km, km = kl, kl = seek(segments, cursor[c - 1], y);
+            r = m, m = l, l = column_bits(segments, kl, y);
+        }
+        if (dx && !dy) {
+            around = neighbours(l, m, r);
+            continue;
+        }
+        kl = seek(segments, kl, y);
+        km = seek(segments, km, y);
+        kr = seek(segments, kr, y);
+        l = column_bits(segments, kl, y);
+        m = column_bits(segments, km, y);
+        r = column_bits(segments, kr, y);
+        around = neighbours(l, m, r);
+    }
+    cursor[c - 1] = kl;
+    cursor[c] = km;
+    cursor[c + 1] = kr;
+    return n;
+}
+
+/* Twice the area cv2.contourArea gives (the shoelace sum, exact in integers). */
+static int64_t twice_area(const int32_t *xy, int64_t n) {
+    int64_t sum = 0, px = xy[2 * (n - 1)], py = xy[2 * (n - 1) + 1];
+    for (int64_t i = 0; i < n; i++) {
+        sum += px * xy[2 * i + 1] - py * xy[2 * i];
+        px = xy[2 * i];
+        py = xy[2 * i + 1];
+    }
+    return sum < 0 ? -sum : sum;
+}
+
+/* One mask's largest contour into s->best; returns its point count, or an error code. */
+static int64_t largest_contour(const int32_t *toggles, int64_t count, int64_t height, Scratch *s) {
+    for (int64_t k = 1; k < count; k++)
+        if (toggles[k] <= toggles[k - 1]) return TRACE_BAD_TOGGLES;
+    if (toggles[0] < 0) return TRACE_BAD_TOGGLES;
+    int64_t width = cut_runs(toggles, count, height, s);
+    if (width < 0) return width;
+    join_components(s, width);
+    int32_t x_offset = (int32_t)(toggles[0] / height);
+    /* findContours returns its contours in reverse discovery order (tree.addChild prepends, in
+     * contours_common.hpp) and discovers each component at its row-major first pixel: of equal
+     * areas, the later first pixel wins. A component inside another's hole is not external for
+     * findContours, but tracing it changes nothing: its border lies strictly inside the hole,
+     * which its container's outer border encloses with a margin of at least one pixel (the two are
+     * not 8-connected), so its area is strictly smaller than its container's: never the largest,
+     * never tied with it. */
+    int64_t best_area = -1, best_key = -1, best_n = 0;
+    const int32_t *first = s->column_first + 1;
+    for (int64_t c = 0; c < width; c++) {
+        for (int32_t i = first[c]; i < first[c + 1] - 2; i++) {
+            if (s->parent[i] != i) continue;
+            int64_t key = s->first_pixel[i];
+            int64_t n = follow_border(s, (int32_t)(key & 0xFFFFFFFF), (int32_t)(key >> 32), x_offset);
+            if (n < 0) return n;
+            int64_t area = twice_area(s->trace, n);
+            if (area > best_area || (area == best_area && key > best_key)) {
+                best_area = area;
+                best_key = key;
+                best_n = n;
+                int32_t *swap = s->best;
+                int64_t room = s->best_room;
+                s->best = s->trace;
+                s->best_room = s->trace_room;
+                s->trace = swap;
+                s->trace_room = room;
+            }
+        }
+    }
+    return best_n;
+}
+
+/* Every mask's largest contour. Mask m's toggles are toggles[ends[m - 1] .. ends[m] - 1] (from 0
+ * for m = 0), an even number, and its frame has heights[m] rows. Writes mask m's points (x, y
+ * pairs) to points[2 * offsets[m] ..] while they fit in `room` points, and offsets[0..count].
+ * Returns the points needed in all (the caller retries with that room when it exceeds `room`),
+ * or a negative error code with *bad_mask set. */
+int64_t largest_contours(const int32_t *toggles, const int64_t *ends, const int64_t *heights,
+                         int64_t count, int32_t *points, int64_t room, int64_t *offsets,
+                         int64_t *bad_mask) {
+    Scratch s;
+    memset(&s, 0, sizeof(s));
+    int64_t total = 0, status = 0;
+    offsets[0] = 0;
+    for (int64_t m = 0; m < count; m++) {
+        int64_t first = m ? ends[m - 1] : 0, n = 0;
+        if (ends[m] > first) {
+            n = largest_contour(toggles + first, ends[m] - first, heights[m], &s);
+            if (n < 0) {
+                status = n;
+                *bad_mask = m;
+                break;
+            }
+            if (total + n <= room) memcpy(points + 2 * total, s.best, (size_t)n * 2 * sizeof(int32_t));
+        }
+        total += n;
+        offsets[m + 1] = total;
+    }
+    free(s.segments);
+    free(s.parent);
+    free(s.first_pixel);
+    free(s.column_first);
+    free(s.cursor);
+    free(s.trace);
+    free(s.best);
+    return status ? status : total;
+}
