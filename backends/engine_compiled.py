@@ -170,6 +170,11 @@ class CompiledEngine:
         # code: without room for this engine's buckets, a second engine in one process (Small
         # after Nano in a benchmark) hits the recompile limit (8) and, with fullgraph, fails.
         torch._dynamo.config.recompile_limit += len(self.buckets)
+        # A CUDA graph holds raw pointers, not tensors: the weights its kernels read must outlive
+        # it. Nothing else keeps the model (inductor takes the parameters as inputs at call
+        # time), and freed weights recycled by later allocations gave an illegal memory access
+        # (test_the_graphs_keep_the_weights_they_read).
+        self._model = model
         pool = torch.cuda.graph_pool_handle()
         # Largest first: the smaller graphs reuse its intermediate blocks in the shared pool.
         self._graphs = {

@@ -8,13 +8,18 @@ change no frame's result.
 
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
 import torch
 
 from backends.classes import ClassTable
-from backends.engine_compiled import CompiledEngine, use_cudnn_depthwise_convs, use_matmul_patch_embeddings
+from backends.engine_compiled import (
+    CompiledEngine,
+    use_cudnn_depthwise_convs,
+    use_matmul_patch_embeddings,
+)
 from backends.engine_torch import TorchEngine
 from backends.postprocess import postprocess_batch
 from backends.postprocess_settings import PostprocessSettings
@@ -24,7 +29,9 @@ from tools.compare_results import Comparison, compare
 from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD
 
 CUDA = torch.cuda.is_available()
-needs_cuda = pytest.mark.skipif(not CUDA, reason="the compiled engine replays CUDA graphs: needs a GPU")
+needs_cuda = pytest.mark.skipif(
+    not CUDA, reason="the compiled engine replays CUDA graphs: needs a GPU"
+)
 # FP16 against fp32 (measured on an H200: see the test's printed report): sigmoid scores move by
 # up to about 1e-3 where logits move by a few hundredths.
 FP16_SCORE_NOISE = 5e-3
@@ -46,7 +53,9 @@ def test_matmul_patch_embedding_matches_the_convolution(nano_export):
     engine = TorchEngine("nano", nano_export.weights, "cpu")
     # 316: not a multiple of the patch, so the remainder the convolution leaves out is tested too.
     pixels = torch.randn(2, 3, 316, 312, generator=torch.Generator().manual_seed(4))
-    (embedding,) = [m for m in engine.model.modules() if hasattr(m, "projection") and hasattr(m, "patch_size")]
+    (embedding,) = [
+        m for m in engine.model.modules() if hasattr(m, "projection") and hasattr(m, "patch_size")
+    ]
     before = embedding(pixels)
     assert use_matmul_patch_embeddings(engine.model) == 1
     after = embedding(pixels)
@@ -98,7 +107,9 @@ def engine_outputs(model: torch.nn.Module, batch: torch.Tensor) -> dict[str, tor
     with torch.inference_mode():
         return {
             name: t.float()
-            for name, t in zip(("dets", "labels", "masks"), model(batch.to(next(model.parameters()).dtype)))
+            for name, t in zip(
+                ("dets", "labels", "masks"), model(batch.to(next(model.parameters()).dtype))
+            )
         }
 
 
@@ -115,7 +126,9 @@ def test_fp16_graphs_add_no_error_beyond_fp16_itself(nano_export, compiled, batc
     }
     print("eager FP16 vs eager fp32:", end=" ")
     fp16_alone = fp16_comparison(
-        fp32, engine_outputs(TorchEngine("nano", nano_export.weights, "cuda").model.half(), batch), settings
+        fp32,
+        engine_outputs(TorchEngine("nano", nano_export.weights, "cuda").model.half(), batch),
+        settings,
     )
     print("compiled FP16 vs eager fp32:", end=" ")
     report = fp16_comparison(fp32, got, settings)
@@ -129,7 +142,9 @@ CHECKPOINT = os.environ.get("RFDETR_SEG_NANO_CHECKPOINT")
 
 
 @needs_cuda
-@pytest.mark.skipif(not CHECKPOINT, reason="set RFDETR_SEG_NANO_CHECKPOINT to a trained RF-DETR-Seg-Nano .pth")
+@pytest.mark.skipif(
+    not CHECKPOINT, reason="set RFDETR_SEG_NANO_CHECKPOINT to a trained RF-DETR-Seg-Nano .pth"
+)
 def test_fp16_graphs_detect_what_eager_fp32_detects_on_a_trained_checkpoint(batch, nano_export):
     """The issue's bar: every detection matched and mask IoU >= 0.99, on trained weights."""
     fp32 = TorchEngine("nano", CHECKPOINT, "cuda")
@@ -153,15 +168,40 @@ def test_engines_of_two_sizes_compile_in_one_process(compiled, monkeypatch):
 
 
 @needs_cuda
+def test_the_graphs_keep_the_weights_they_read(compiled):
+    """Freed memory recycled after the build (an empty cache, then new tensors over it) must not
+    reach the graphs: they read the model's weights by address."""
+    frame = torch.randn(1, 3, compiled.resolution, compiled.resolution, device="cuda")
+    before = compiled(frame)
+    gc.collect()
+    torch.cuda.empty_cache()
+    churn = [
+        torch.full((1 << bits,), 6e4, dtype=torch.float16, device="cuda")
+        for bits in range(10, 24)
+        for _ in range(4)
+    ]
+    after = compiled(frame)
+    del churn
+    for name in before:
+        assert torch.equal(before[name], after[name]), name
+
+
+@needs_cuda
 def test_padding_and_chunking_change_no_frame(compiled, batch, settings):
-    three = compiled(batch[:3])  # bucket 4, one padding row
+    full = compiled(batch)  # bucket 4, four frames
+    compiled(batch.flip(0))  # leaves the first frame in the fourth row
+    three = compiled(batch[:3])  # bucket 4, its padding row now holding the first frame
+    six = compiled(torch.cat([batch, batch[:2]]))  # chunks of 4 and 2
+    for name in full:
+        # The same graph on the same rows: identical, whatever the other rows hold.
+        assert torch.equal(three[name], full[name][:3]), name
+        assert torch.equal(six[name][:4], full[name]), name
+        assert torch.equal(six[name][4:], compiled(batch[:2])[name]), name
+    # Another bucket is another graph, its kernels tuned for its shapes: FP16 rounding differs.
+    # Every detection must still match, but not every mask: with random weights the mask logits
+    # sit near 0 (H200: a mask IoU of 0.48 between buckets 1 and 4, every box and score equal
+    # within 0.004); the mask bar runs on a trained checkpoint (the test above).
     alone = [compiled(batch[i : i + 1]) for i in range(3)]  # bucket 1
-    # Different buckets are different compiled kernels, so FP16 rounding may differ a little.
     one_by_one = {name: torch.cat([a[name] for a in alone]) for name in three}
     report = fp16_comparison(one_by_one, three, settings)
-    assert report.matched >= 5 and not report.unexplained and report.min_mask_iou >= 0.99, report
-    six = compiled(torch.cat([batch, batch[:2]]))  # chunks of 4 and 2
-    for name in three:
-        # The same graph on the same rows: identical.
-        assert torch.equal(six[name][:4], compiled(batch)[name]), name
-        assert torch.equal(six[name][4:], compiled(batch[:2])[name]), name
+    assert report.matched >= 5 and not report.unexplained, report
