@@ -79,7 +79,8 @@ class MaskRegions:
     counts: torch.Tensor  # (B,) int32: rows per frame (the selection's)
 
 
-@triton.jit
+# The batch size is not specialized (see backends.rle_kernel's kernel).
+@triton.jit(do_not_specialize=["batch"])
 def _regions_kernel(
     rows_ptr,  # *i32 (B, K, 8): the selection's rows per frame (query, class, score, box)
     counts_ptr,  # *i32 (B,): rows kept per frame

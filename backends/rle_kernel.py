@@ -157,7 +157,10 @@ def _column_toggles(
     return ((here != above) & rows & in_x[None, :]).to(tl.int32)
 
 
-@triton.jit
+# Integers that vary with the batch (frames, the widest frame, the detections) are not
+# specialized: triton would compile a variant for each value class (1, multiples of 16, other)
+# on first sight, in every server instance, while requests wait.
+@triton.jit(do_not_specialize=["batch", "num_groups", "capacity"])
 def _toggles_kernel(
     masks_ptr,  # *fp32 (B, Q, h, w): mask logits
     table_ptr,  # *i32 (R, 8): detection table (frame, query, ...)

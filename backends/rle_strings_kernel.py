@@ -54,7 +54,8 @@ def _boundary(toggles_ptr, start, n, k, area, capacity):
     return tl.where(k == n, area, value)
 
 
-@triton.jit
+# Integers that vary with the batch are not specialized (see backends.rle_kernel's kernel).
+@triton.jit(do_not_specialize=["batch", "capacity", "char_capacity", "search_steps"])
 def _strings_kernel(
     toggles_ptr,  # *i32 (capacity,): every detection's toggles (backends.rle_kernel)
     ends_ptr,  # *i32 (R,): inclusive cumulative toggle counts

@@ -7,13 +7,19 @@ import torch
 from backends.classes import ClassTable
 from backends.postprocess import postprocess_batch
 from backends.postprocess_settings import PostprocessSettings
-from backends.warmup import WARM_UP_FRAME, synthetic_engine_outputs, synthetic_frames
+from backends.rle_strings_kernel import chunks_for
+from backends.warmup import WARM_UP_FRAMES, synthetic_engine_outputs, synthetic_frames
 
 
 def test_synthetic_frames_are_camera_frames():
-    frames = synthetic_frames(2, torch.device("cpu"))
-    assert [tuple(f.shape) for f in frames] == [(*WARM_UP_FRAME, 3)] * 2
+    frames = synthetic_frames(2, (36, 64), torch.device("cpu"))
+    assert [tuple(f.shape) for f in frames] == [(36, 64, 3)] * 2
     assert all(f.dtype == torch.uint8 for f in frames)
+
+
+def test_the_warm_up_sizes_compile_the_strings_of_every_camera_from_240p_to_4k():
+    cameras = [(240, 320), (360, 640), (720, 1280), (1080, 1920), (2160, 3840)]
+    assert {chunks_for(h * w) for h, w in WARM_UP_FRAMES} == {chunks_for(h * w) for h, w in cameras}
 
 
 def test_every_confident_query_becomes_a_detection_with_a_mask():

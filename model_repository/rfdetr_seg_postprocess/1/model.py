@@ -19,7 +19,7 @@ from backends.triton_model import (
     stage_devices,
     stage_impl,
 )
-from backends.warmup import WARM_UP_FRAME, synthetic_engine_outputs
+from backends.warmup import WARM_UP_FRAMES, synthetic_engine_outputs
 
 INPUTS = (c.DETS, c.LABELS, c.MASKS, c.IMAGE_SIZE)
 
@@ -43,13 +43,14 @@ class TritonPythonModel:
     def _warm_up(self, args):
         num_queries, num_classes = input_dims(args, c.LABELS)
         mask_size = input_dims(args, c.MASKS)[-1]
-        # A few detections and every query selected, at batch 1 and the largest batch.
-        for batch in (1, max_batch_size(args)):
-            for confident in (4, num_queries):
-                outputs = synthetic_engine_outputs(
-                    batch, num_queries, num_classes, mask_size, confident, self.devices.compute
-                )
-                self.postprocess(*outputs, [WARM_UP_FRAME] * batch, self.settings)
+        # A few detections and every query selected, at batch 1 and the largest batch, per size.
+        for size in WARM_UP_FRAMES:
+            for batch in (1, max_batch_size(args)):
+                for confident in (4, num_queries):
+                    outputs = synthetic_engine_outputs(
+                        batch, num_queries, num_classes, mask_size, confident, self.devices.compute
+                    )
+                    self.postprocess(*outputs, [size] * batch, self.settings)
 
     def _read(self, request):
         item = {name: input_tensor(request, name) for name in INPUTS}
@@ -63,9 +64,7 @@ class TritonPythonModel:
 
         sizes = [tuple(int(v) for v in size) for item in items for size in item[c.IMAGE_SIZE].tolist()]
         polygons = [item[c.POLYGONS_PARAMETER] for item in items for _ in range(len(item[c.IMAGE_SIZE]))]
-        results = self.postprocess(
-            batched(c.DETS), batched(c.LABELS), batched(c.MASKS), sizes, self.settings, polygons
-        )
+        results = self.postprocess(batched(c.DETS), batched(c.LABELS), batched(c.MASKS), sizes, self.settings, polygons)
         # The results are host data (numpy): every output leaves on the CPU, batch axis of 1.
         return [{name: array[None] for name, array in encode_result(result).items()} for result in results]
 

@@ -13,7 +13,7 @@ from backends.triton_model import (
     stage_devices,
     stage_impl,
 )
-from backends.warmup import synthetic_frames
+from backends.warmup import WARM_UP_FRAMES, synthetic_frames
 
 
 class TritonPythonModel:
@@ -22,8 +22,10 @@ class TritonPythonModel:
         self.devices = stage_devices(args)
         impl, self.preprocess = stage_impl(args, PREPROCESS_IMPLS, self.devices)
         if impl != "reference":  # kernels compile on first use: not on the first requests
-            for batch in (1, max_batch_size(args)):
-                self.preprocess(synthetic_frames(batch, self.devices.compute), self.resolution, self.devices.compute)
+            for size in WARM_UP_FRAMES:
+                for batch in (1, max_batch_size(args)):
+                    frames = synthetic_frames(batch, size, self.devices.compute)
+                    self.preprocess(frames, self.resolution, self.devices.compute)
 
     def _read(self, request):
         image = input_tensor(request, IMAGE)
