@@ -4,9 +4,10 @@
  * OpenCV source each step follows is cited there. Plain C ABI on numpy buffers, no Python.h.
  *
  * Per mask: its runs are cut at column joins into segments (one column's rows top..bottom), the
- * segments of adjacent columns are joined into 8-connected components (union-find), and each
- * component's outer border is followed from its first pixel in row-major order, every pixel's
- * neighbours read from the segments. Nothing here is proportional to the mask's area. */
+ * segments of adjacent columns are joined into 8-connected components (union-find), and the outer
+ * border of each component whose bounding box could hold the largest contour is followed from its
+ * first pixel in row-major order, every pixel's neighbours read from the segments. Nothing here is
+ * proportional to the mask's area. */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +22,12 @@ typedef struct {
     int32_t top, bottom; /* rows top..bottom (inclusive) of one column */
 } Segment;
 
+/* A component that may hold the largest contour: twice its area is at most bound (see
+ * largest_contour); first_pixel as Scratch's. */
+typedef struct {
+    int64_t bound, first_pixel;
+} Candidate;
+
 /* Each column's segments lie between two sentinels, which stop the cursor walks in follow_border
  * without bounds checks: BELOW's bottom is under every row (-1 included), ABOVE's over every row
  * (frames are at most MAX_HEIGHT rows: the Python launcher checks), and neither covers a row. */
@@ -32,6 +39,9 @@ typedef struct {
     Segment *segments;
     int32_t *parent;       /* union-find over segments; a root is its component's lowest index */
     int64_t *first_pixel;  /* per root: (top << 32) | column of its component's row-major first */
+    int32_t *last_column;  /* per root: its component's rightmost column */
+    int32_t *lowest;       /* per root: its component's bottom row */
+    Candidate *candidates; /* one per component, sorted by bound, largest first */
     int64_t segment_room;
     int32_t *column_first; /* column c (from -1 to width) starts at segment column_first[c + 1] */
     int32_t *cursor;       /* per column (from -1), a segment near the last row asked about */
@@ -52,10 +62,13 @@ static int grow(void **buffer, int64_t *room, int64_t needed, size_t item) {
 }
 
 static int grow_segments(Scratch *s, int64_t needed) {
-    int64_t a = s->segment_room, b = a, c = a;
+    int64_t a = s->segment_room, b = a, c = a, d = a, e = a, f = a;
     int ok = grow((void **)&s->segments, &a, needed, sizeof(Segment)) &&
              grow((void **)&s->parent, &b, needed, sizeof(int32_t)) &&
-             grow((void **)&s->first_pixel, &c, needed, sizeof(int64_t));
+             grow((void **)&s->first_pixel, &c, needed, sizeof(int64_t)) &&
+             grow((void **)&s->last_column, &d, needed, sizeof(int32_t)) &&
+             grow((void **)&s->lowest, &e, needed, sizeof(int32_t)) &&
+             grow((void **)&s->candidates, &f, needed, sizeof(Candidate));
     if (ok) s->segment_room = a;
     return ok;
 }
@@ -123,7 +136,8 @@ static int64_t cut_runs(const int32_t *toggles, int64_t count, int64_t height, S
 }
 
 /* Union-find over the segments of adjacent columns: [a, b] in column c and [p, q] in column
- * c + 1 are 8-connected iff p <= b + 1 and q >= a - 1. Then each root's row-major first pixel. */
+ * c + 1 are 8-connected iff p <= b + 1 and q >= a - 1. Then each root's row-major first pixel,
+ * rightmost column and bottom row (its leftmost column is its root's: roots are lowest indices). */
 static void join_components(Scratch *s, int64_t width) {
     const Segment *segments = s->segments;
     const int32_t *first = s->column_first + 1;
@@ -149,7 +163,14 @@ static void join_components(Scratch *s, int64_t width) {
         for (int32_t i = first[c]; i < first[c + 1] - 2; i++) {
             int32_t root = find(parent, i);
             int64_t key = ((int64_t)segments[i].top << 32) | c;
-            if (root == i || key < first_pixel[root]) first_pixel[root] = key;
+            if (root == i) {
+                first_pixel[i] = key;
+                s->lowest[i] = segments[i].bottom;
+            } else {
+                if (key < first_pixel[root]) first_pixel[root] = key;
+                if (segments[i].bottom > s->lowest[root]) s->lowest[root] = segments[i].bottom;
+            }
+            s->last_column[root] = (int32_t)c;
         }
     }
 }
@@ -273,6 +294,11 @@ static int64_t twice_area(const int32_t *xy, int64_t n) {
     return sum < 0 ? -sum : sum;
 }
 
+static int by_bound_descending(const void *a, const void *b) {
+    int64_t x = ((const Candidate *)a)->bound, y = ((const Candidate *)b)->bound;
+    return (x < y) - (x > y);
+}
+
 /* One mask's largest contour into s->best; returns its point count, or an error code. */
 static int64_t largest_contour(const int32_t *toggles, int64_t count, int64_t height, Scratch *s) {
     for (int64_t k = 1; k < count; k++)
@@ -288,27 +314,38 @@ static int64_t largest_contour(const int32_t *toggles, int64_t count, int64_t he
      * findContours, but tracing it changes nothing: its border lies strictly inside the hole,
      * which its container's outer border encloses with a margin of at least one pixel (the two are
      * not 8-connected), so its area is strictly smaller than its container's: never the largest,
-     * never tied with it. */
-    int64_t best_area = -1, best_key = -1, best_n = 0;
+     * never tied with it.
+     * Nor does skipping a component that cannot win: its border is a closed curve that never
+     * crosses itself, through the centres of pixels in its w x h bounding box, so it encloses at
+     * most (w - 1) * (h - 1). Traced by that bound, largest first, the largest component (most
+     * boundary steps) comes first and the many small ones after it are skipped; an equal bound
+     * is still traced, as it may tie and win by its later first pixel. */
     const int32_t *first = s->column_first + 1;
+    int64_t components = 0;
     for (int64_t c = 0; c < width; c++) {
         for (int32_t i = first[c]; i < first[c + 1] - 2; i++) {
             if (s->parent[i] != i) continue;
-            int64_t key = s->first_pixel[i];
-            int64_t n = follow_border(s, (int32_t)(key & 0xFFFFFFFF), (int32_t)(key >> 32), x_offset);
-            if (n < 0) return n;
-            int64_t area = twice_area(s->trace, n);
-            if (area > best_area || (area == best_area && key > best_key)) {
-                best_area = area;
-                best_key = key;
-                best_n = n;
-                int32_t *swap = s->best;
-                int64_t room = s->best_room;
-                s->best = s->trace;
-                s->best_room = s->trace_room;
-                s->trace = swap;
-                s->trace_room = room;
-            }
+            int64_t w = s->last_column[i] - c, h = s->lowest[i] - (s->first_pixel[i] >> 32);
+            s->candidates[components++] = (Candidate){2 * w * h, s->first_pixel[i]};
+        }
+    }
+    qsort(s->candidates, (size_t)components, sizeof(Candidate), by_bound_descending);
+    int64_t best_area = -1, best_key = -1, best_n = 0;
+    for (int64_t k = 0; k < components && s->candidates[k].bound >= best_area; k++) {
+        int64_t key = s->candidates[k].first_pixel;
+        int64_t n = follow_border(s, (int32_t)(key & 0xFFFFFFFF), (int32_t)(key >> 32), x_offset);
+        if (n < 0) return n;
+        int64_t area = twice_area(s->trace, n);
+        if (area > best_area || (area == best_area && key > best_key)) {
+            best_area = area;
+            best_key = key;
+            best_n = n;
+            int32_t *swap = s->best;
+            int64_t room = s->best_room;
+            s->best = s->trace;
+            s->best_room = s->trace_room;
+            s->trace = swap;
+            s->trace_room = room;
         }
     }
     return best_n;
@@ -343,6 +380,9 @@ int64_t largest_contours(const int32_t *toggles, const int64_t *ends, const int6
     free(s.segments);
     free(s.parent);
     free(s.first_pixel);
+    free(s.last_column);
+    free(s.lowest);
+    free(s.candidates);
     free(s.column_first);
     free(s.cursor);
     free(s.trace);
