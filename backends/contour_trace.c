@@ -147,21 +147,31 @@ static void join_components(Scratch *s, int64_t width) {
     for (int64_t c = 0; c + 1 < width; c++) {
         int32_t i = first[c], i_end = first[c + 1] - 2;
         int32_t j = first[c + 1], j_end = first[c + 2] - 2;
-        while (i < i_end && j < j_end) {
+        if (i == i_end || j == j_end) continue;
+        /* The roots of i and j, kept across steps: only their union changes them, and a segment
+         * of column c + 1 is its own root until then. The lower root is kept. */
+        int32_t ri = find(parent, i), rj = j;
+        for (;;) {
             const Segment a = segments[i], b = segments[j];
-            if (b.top <= a.bottom + 1 && b.bottom >= a.top - 1) {
-                int32_t ra = find(parent, i), rb = find(parent, j);
-                if (ra < rb) parent[rb] = ra;
-                else parent[ra] = rb;
+            if (b.top <= a.bottom + 1 && b.bottom >= a.top - 1 && ri != rj) {
+                int32_t low = ri < rj ? ri : rj;
+                parent[ri ^ rj ^ low] = low;
+                ri = rj = low;
             }
-            int right = a.bottom >= b.bottom;
-            i += !right;
-            j += right;
+            if (a.bottom >= b.bottom) {
+                if (++j == j_end) break;
+                rj = j;
+            } else {
+                if (++i == i_end) break;
+                ri = find(parent, i);
+            }
         }
     }
     for (int64_t c = 0; c < width; c++) {
         for (int32_t i = first[c]; i < first[c + 1] - 2; i++) {
-            int32_t root = find(parent, i);
+            /* A parent is never above its child's index, so in index order the parent's own
+             * parent is already the root. */
+            int32_t root = parent[i] = parent[parent[i]];
             int64_t key = ((int64_t)segments[i].top << 32) | c;
             if (root == i) {
                 first_pixel[i] = key;
