@@ -268,23 +268,84 @@ static int64_t follow_border(Scratch *s, int32_t c0, int32_t y0, int32_t x_offse
         y += dy;
         /* Along a row, the column left behind keeps its index for a later visit, the one entered
          * starts from where the last visit left it, and the other two columns' bits hold. */
-        if (dx > 0) {
+        if (dx > 0 && !dy) {
             cursor[c++ - 1] = kl, kl = km, km = kr, kr = seek(segments, cursor[c + 1], y);
             l = m, m = r, r = column_bits(segments, kr, y);
-        } else if (dx < 0) {
-            cursor[c-- + 1] = kr, kr = km, km = kl, kl = seek(segments, cursor[c - 1], y);
-            r = m, m = l, l = column_bits(segments, kl, y);
-        }
-        if (dx && !dy) {
+            /* A straight run along a row, stepped without the search: after a step right (code
+             * 4, previous 0) the search from code 5 takes 0 again, emitting no point, iff codes
+             * 5, 6, 7 (row y + 1 of columns c - 1 .. c + 1) are empty and code 0 (c + 1, y) is
+             * set. After such a step the new codes 5, 6 are the old 6, 7, known empty, so the
+             * next step is straight too iff the new right column covers row y but not y + 1:
+             * iff seek's segment there (the first reaching row y - 1) ends at row y. The run
+             * moves the cursors as single steps do (and seek's result does not depend on them),
+             * leaves code, previous and n as they are, and stops at (c1, y1) for the end test. */
+            if (!((l | m) & 4) && (r & 6) == 2 && (c != c1 || y != y1)) {
+                do {
+                    cursor[c++ - 1] = kl, kl = km, km = kr, kr = seek(segments, cursor[c + 1], y);
+                } while (segments[kr].bottom == y && (c != c1 || y != y1));
+                l = column_bits(segments, kl, y);
+                m = column_bits(segments, km, y);
+                r = column_bits(segments, kr, y);
+            }
             around = neighbours(l, m, r);
             continue;
         }
+        if (dx < 0 && !dy) {
+            cursor[c-- + 1] = kr, kr = km, km = kl, kl = seek(segments, cursor[c - 1], y);
+            r = m, m = l, l = column_bits(segments, kl, y);
+            /* Mirrored after a step left (code 0, previous 4): codes 1, 2, 3 (row y - 1) empty
+             * and code 4 set, then each new left column's seek segment starts at row y. */
+            if (!((m | r) & 1) && (l & 3) == 2 && (c != c1 || y != y1)) {
+                do {
+                    cursor[c-- + 1] = kr, kr = km, km = kl, kl = seek(segments, cursor[c - 1], y);
+                } while (segments[kl].top == y && (c != c1 || y != y1));
+                l = column_bits(segments, kl, y);
+                m = column_bits(segments, km, y);
+                r = column_bits(segments, kr, y);
+            }
+            around = neighbours(l, m, r);
+            continue;
+        }
+        /* Down or up a column, or diagonally (entering a column from its cursor): every column
+         * sought again. */
+        if (dx > 0) cursor[c++ - 1] = kl, kl = km, km = kr, kr = cursor[c + 1];
+        else if (dx < 0) cursor[c-- + 1] = kr, kr = km, km = kl, kl = cursor[c - 1];
         kl = seek(segments, kl, y);
         km = seek(segments, km, y);
         kr = seek(segments, kr, y);
         l = column_bits(segments, kl, y);
         m = column_bits(segments, km, y);
         r = column_bits(segments, kr, y);
+        /* A straight run down a column, in one jump: after a step down (code 2, previous 6) the
+         * search from code 3 takes 6 again, emitting nothing, iff codes 3, 4, 5 (column c - 1,
+         * rows y - 1 .. y + 1) are empty and code 6 (c, y + 1) is set; no other pixel is read.
+         * So it goes on down to the last row of this column's segment or the row just above the
+         * left column's next one (seek's, which starts below y + 1), whichever comes first.
+         * Up, mirrored: codes 7, 0, 1 (column c + 1) empty and code 2 set, on up to the top of
+         * this column's segment or the row just below the right column's segment above. Either
+         * stops at (c1, y1) for the end test. */
+        if (!dx) {
+            const Segment *own = &segments[km + (segments[km].bottom < y)];
+            int32_t end = y;
+            if (dy > 0 && !l && (m & 4)) {
+                int32_t above = segments[kl].top - 1;
+                end = own->bottom < above ? own->bottom : above;
+                if (c == c1 && y1 >= y && y1 < end) end = y1;
+            } else if (dy < 0 && !r && (m & 1)) {
+                int32_t below = segments[kr - 1].bottom + 1;
+                end = own->top > below ? own->top : below;
+                if (c == c1 && y1 <= y && y1 > end) end = y1;
+            }
+            if (end != y) {
+                y = end;
+                kl = seek(segments, kl, y);
+                km = seek(segments, km, y);
+                kr = seek(segments, kr, y);
+                l = column_bits(segments, kl, y);
+                m = column_bits(segments, km, y);
+                r = column_bits(segments, kr, y);
+            }
+        }
         around = neighbours(l, m, r);
     }
     cursor[c - 1] = kl;
