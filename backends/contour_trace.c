@@ -222,6 +222,21 @@ static int grow_trace(Scratch *s, int64_t n) {
     return grow((void **)&s->trace, &s->trace_room, 2 * (n + 1), sizeof(int32_t));
 }
 
+/* The row bits of the left, middle and right columns at row y. */
+static inline void read_columns(const Segment *segments, int32_t kl, int32_t km, int32_t kr, int32_t y,
+                                unsigned *l, unsigned *m, unsigned *r) {
+    *l = column_bits(segments, kl, y);
+    *m = column_bits(segments, km, y);
+    *r = column_bits(segments, kr, y);
+}
+
+/* The three columns' segment indices moved to row y (from where they are). */
+static inline void seek_columns(const Segment *segments, int32_t y, int32_t *kl, int32_t *km, int32_t *kr) {
+    *kl = seek(segments, *kl, y);
+    *km = seek(segments, *km, y);
+    *kr = seek(segments, *kr, y);
+}
+
 /* The outer border of the component whose row-major first pixel is (c0, y0), into s->trace, as
  * OpenCV's icvFetchContourEx (contours_new.cpp) with isHole false and CHAIN_APPROX_SIMPLE: a
  * point where the chain code changes. x is the frame column (column index + x_offset). Returns
@@ -236,8 +251,8 @@ static int64_t follow_border(Scratch *s, int32_t c0, int32_t y0, int32_t x_offse
     int32_t c = c0, y = y0;
     int32_t kl = seek(segments, cursor[c - 1], y), km = seek(segments, cursor[c], y);
     int32_t kr = seek(segments, cursor[c + 1], y);
-    unsigned l = column_bits(segments, kl, y), m = column_bits(segments, km, y);
-    unsigned r = column_bits(segments, kr, y);
+    unsigned l, m, r;
+    read_columns(segments, kl, km, kr, y, &l, &m, &r);
     unsigned around = neighbours(l, m, r);
     /* The first neighbour clockwise from code 3 (codes 3, 2, 1, 0, 7, 6, 5; 4 is never set). */
     int code = 4;
@@ -283,9 +298,7 @@ static int64_t follow_border(Scratch *s, int32_t c0, int32_t y0, int32_t x_offse
                 do {
                     cursor[c++ - 1] = kl, kl = km, km = kr, kr = seek(segments, cursor[c + 1], y);
                 } while (segments[kr].bottom == y && (c != c1 || y != y1));
-                l = column_bits(segments, kl, y);
-                m = column_bits(segments, km, y);
-                r = column_bits(segments, kr, y);
+                read_columns(segments, kl, km, kr, y, &l, &m, &r);
             }
             around = neighbours(l, m, r);
             continue;
@@ -299,9 +312,7 @@ static int64_t follow_border(Scratch *s, int32_t c0, int32_t y0, int32_t x_offse
                 do {
                     cursor[c-- + 1] = kr, kr = km, km = kl, kl = seek(segments, cursor[c - 1], y);
                 } while (segments[kl].top == y && (c != c1 || y != y1));
-                l = column_bits(segments, kl, y);
-                m = column_bits(segments, km, y);
-                r = column_bits(segments, kr, y);
+                read_columns(segments, kl, km, kr, y, &l, &m, &r);
             }
             around = neighbours(l, m, r);
             continue;
@@ -310,12 +321,8 @@ static int64_t follow_border(Scratch *s, int32_t c0, int32_t y0, int32_t x_offse
          * sought again. */
         if (dx > 0) cursor[c++ - 1] = kl, kl = km, km = kr, kr = cursor[c + 1];
         else if (dx < 0) cursor[c-- + 1] = kr, kr = km, km = kl, kl = cursor[c - 1];
-        kl = seek(segments, kl, y);
-        km = seek(segments, km, y);
-        kr = seek(segments, kr, y);
-        l = column_bits(segments, kl, y);
-        m = column_bits(segments, km, y);
-        r = column_bits(segments, kr, y);
+        seek_columns(segments, y, &kl, &km, &kr);
+        read_columns(segments, kl, km, kr, y, &l, &m, &r);
         /* A straight run down a column, in one jump: after a step down (code 2, previous 6) the
          * search from code 3 takes 6 again, emitting nothing, iff codes 3, 4, 5 (column c - 1,
          * rows y - 1 .. y + 1) are empty and code 6 (c, y + 1) is set; no other pixel is read.
@@ -338,12 +345,8 @@ static int64_t follow_border(Scratch *s, int32_t c0, int32_t y0, int32_t x_offse
             }
             if (end != y) {
                 y = end;
-                kl = seek(segments, kl, y);
-                km = seek(segments, km, y);
-                kr = seek(segments, kr, y);
-                l = column_bits(segments, kl, y);
-                m = column_bits(segments, km, y);
-                r = column_bits(segments, kr, y);
+                seek_columns(segments, y, &kl, &km, &kr);
+                read_columns(segments, kl, km, kr, y, &l, &m, &r);
             }
         }
         around = neighbours(l, m, r);
