@@ -9,8 +9,8 @@ full-size mask anywhere:
 4. backends.rle_strings_kernel: every mask's COCO compressed counts string, from its runs;
 5. only the detection rows and the strings cross to the host (pinned buffers, after one small
    summary copy that sizes them), plus the run boundaries when some frame wants polygons (a
-   per-frame choice: each request's, or the deployment's): there backends.rle_runs finds, per
-   mask of those frames, the largest contour of its tight crop.
+   per-frame choice: each request's, or the deployment's): there backends.rle_runs traces, per
+   mask of those frames, its largest contour from the runs themselves (backends.contour_trace).
 
 launch_postprocess() queues the device work and returns at once; PendingPostprocess.results()
 waits for it and does the host part, so a caller can overlap the host part of one batch with the
