@@ -128,13 +128,17 @@ class FakeCupy(types.ModuleType):
     ascontiguousarray = staticmethod(np.ascontiguousarray)
 
 
-@pytest.fixture
-def fake_nvdec(monkeypatch):
-    """PyNvVideoCodec and CuPy replaced by fakes; returns them."""
-    fakes = FakePyNvVideoCodec(), FakeCupy()
+def install_fake_nvdec(monkeypatch, **decoder) -> tuple:
+    """PyNvVideoCodec (FakePyNvVideoCodec(**decoder)) and CuPy replaced by fakes; returns them."""
+    fakes = FakePyNvVideoCodec(**decoder), FakeCupy()
     for fake in fakes:
         monkeypatch.setitem(sys.modules, fake.__name__, fake)
     return fakes
+
+
+@pytest.fixture
+def fake_nvdec(monkeypatch):
+    return install_fake_nvdec(monkeypatch)
 
 
 @pytest.fixture
@@ -220,20 +224,21 @@ def test_bad_input_is_named_with_the_problem(fake_nvdec, tmp_path, spec, problem
         open_video(spec, decoder="nvdec")
 
 
-def test_a_decoding_error_ends_the_video_where_it_happened(monkeypatch, video, caplog):
-    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", FakePyNvVideoCodec(fail_at=3))
-    monkeypatch.setitem(sys.modules, "cupy", FakeCupy())
+def frames_decoded(monkeypatch, video, **decoder) -> int:
+    """Frames the nvdec video yields with FakePyNvVideoCodec(**decoder) installed."""
+    install_fake_nvdec(monkeypatch, **decoder)
     with open_video(str(video), decoder="nvdec") as opened:
-        assert len(list(opened.frames())) == 3
+        return len(list(opened.frames()))
+
+
+def test_a_decoding_error_ends_the_video_where_it_happened(monkeypatch, video, caplog):
+    assert frames_decoded(monkeypatch, video, fail_at=3) == 3
     assert f"video {video}: decoding stopped: CUVID error decoding frame 3" in caplog.text
     assert f"video {video} ended after 3 of the 8 frames it reports" in caplog.text
 
 
 def test_a_video_shorter_than_its_container_says_is_reported(monkeypatch, video, caplog):
-    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", FakePyNvVideoCodec(reports=10))
-    monkeypatch.setitem(sys.modules, "cupy", FakeCupy())
-    with open_video(str(video), decoder="nvdec") as opened:
-        assert len(list(opened.frames())) == 8
+    assert frames_decoded(monkeypatch, video, reports=10) == 8
     assert f"video {video} ended after 8 of the 10 frames it reports" in caplog.text
 
 
