@@ -22,6 +22,11 @@ typedef struct {
     int32_t top, bottom; /* rows top..bottom (inclusive) of one column */
 } Segment;
 
+/* A segment made a root by join_components, and its column: its component's leftmost. */
+typedef struct {
+    int32_t segment, column;
+} Root;
+
 /* A component that may hold the largest contour: twice its area is at most bound (see
  * largest_contour); first_pixel as Scratch's. */
 typedef struct {
@@ -41,6 +46,7 @@ typedef struct {
     int64_t *first_pixel;  /* per root: (top << 32) | column of its component's row-major first */
     int32_t *last_column;  /* per root: its component's rightmost column */
     int32_t *lowest;       /* per root: its component's bottom row */
+    Root *roots;           /* the segments made roots, in index order, with their columns */
     Candidate *candidates; /* one per component, sorted by bound, largest first */
     int64_t segment_room;
     int32_t *column_first; /* column c (from -1 to width) starts at segment column_first[c + 1] */
@@ -62,13 +68,14 @@ static int grow(void **buffer, int64_t *room, int64_t needed, size_t item) {
 }
 
 static int grow_segments(Scratch *s, int64_t needed) {
-    int64_t a = s->segment_room, b = a, c = a, d = a, e = a, f = a;
+    int64_t a = s->segment_room, b = a, c = a, d = a, e = a, f = a, g = a;
     int ok = grow((void **)&s->segments, &a, needed, sizeof(Segment)) &&
              grow((void **)&s->parent, &b, needed, sizeof(int32_t)) &&
              grow((void **)&s->first_pixel, &c, needed, sizeof(int64_t)) &&
              grow((void **)&s->last_column, &d, needed, sizeof(int32_t)) &&
              grow((void **)&s->lowest, &e, needed, sizeof(int32_t)) &&
-             grow((void **)&s->candidates, &f, needed, sizeof(Candidate));
+             grow((void **)&s->candidates, &f, needed, sizeof(Candidate)) &&
+             grow((void **)&s->roots, &g, needed, sizeof(Root));
     if (ok) s->segment_room = a;
     return ok;
 }
@@ -87,6 +94,13 @@ static int32_t find(int32_t *parent, int32_t i) {
         i = parent[i];
     }
     return i;
+}
+
+/* find for a segment whose parent is its root nearly always (join_components gives each segment
+ * its root at once): two loads and no writes then. */
+static inline int32_t find_near(int32_t *parent, int32_t i) {
+    int32_t up = parent[i];
+    return parent[up] == up ? up : find(parent, i);
 }
 
 /* One mask's toggles -> segments, column by column, top to bottom, each column between its
@@ -135,54 +149,53 @@ static int64_t cut_runs(const int32_t *toggles, int64_t count, int64_t height, S
     return width;
 }
 
-/* Union-find over the segments of adjacent columns: [a, b] in column c and [p, q] in column
- * c + 1 are 8-connected iff p <= b + 1 and q >= a - 1. Then each root's row-major first pixel,
- * rightmost column and bottom row (its leftmost column is its root's: roots are lowest indices). */
-static void join_components(Scratch *s, int64_t width) {
+/* Union-find over the segments of adjacent columns, in one pass: [a, b] in column c - 1 and
+ * [p, q] in column c are 8-connected iff p <= b + 1 and q >= a - 1. Each segment of column c takes
+ * the root of the first segment of column c - 1 it touches (or becomes a root), joins the roots of
+ * any others it touches (rare: a fork), and its row-major first pixel, rightmost column and bottom
+ * row are folded into its root's at once, so no second pass over the segments is needed. The
+ * lower root is kept, so a root is its component's lowest index, its leftmost column's top
+ * segment. Returns the number of roots made, listed in s->roots (some since joined into others). */
+static int64_t join_components(Scratch *s, int64_t width) {
     const Segment *segments = s->segments;
     const int32_t *first = s->column_first + 1;
-    int32_t *parent = s->parent;
+    int32_t *parent = s->parent, *last_column = s->last_column, *lowest = s->lowest;
+    Root *roots = s->roots;
     int64_t *first_pixel = s->first_pixel;
-    for (int32_t i = first[0]; i < first[width]; i++) parent[i] = i;
-    for (int64_t c = 0; c + 1 < width; c++) {
-        int32_t i = first[c], i_end = first[c + 1] - 2;
-        int32_t j = first[c + 1], j_end = first[c + 2] - 2;
-        if (i == i_end || j == j_end) continue;
-        /* The roots of i and j, kept across steps: only their union changes them, and a segment
-         * of column c + 1 is its own root until then. The lower root is kept. */
-        int32_t ri = find(parent, i), rj = j;
-        for (;;) {
-            const Segment a = segments[i], b = segments[j];
-            if (b.top <= a.bottom + 1 && b.bottom >= a.top - 1 && ri != rj) {
-                int32_t low = ri < rj ? ri : rj;
-                parent[ri ^ rj ^ low] = low;
-                ri = rj = low;
-            }
-            if (a.bottom >= b.bottom) {
-                if (++j == j_end) break;
-                rj = j;
-            } else {
-                if (++i == i_end) break;
-                ri = find(parent, i);
-            }
-        }
-    }
+    int64_t made = 0;
     for (int64_t c = 0; c < width; c++) {
-        for (int32_t i = first[c]; i < first[c + 1] - 2; i++) {
-            /* A parent is never above its child's index, so in index order the parent's own
-             * parent is already the root. */
-            int32_t root = parent[i] = parent[parent[i]];
-            int64_t key = ((int64_t)segments[i].top << 32) | c;
-            if (root == i) {
-                first_pixel[i] = key;
-                s->lowest[i] = segments[i].bottom;
-            } else {
-                if (key < first_pixel[root]) first_pixel[root] = key;
-                if (segments[i].bottom > s->lowest[root]) s->lowest[root] = segments[i].bottom;
+        /* i walks column c - 1 (none for c = 0: its ABOVE comes first), stopped by its ABOVE. */
+        int32_t i = first[c - 1];
+        for (int32_t j = first[c]; j < first[c + 1] - 2; j++) {
+            const Segment b = segments[j];
+            int64_t key = ((int64_t)b.top << 32) | c;
+            while (segments[i].bottom < b.top - 1) i++;
+            if (segments[i].top > b.bottom + 1) {
+                parent[j] = j;
+                first_pixel[j] = key;
+                lowest[j] = b.bottom;
+                last_column[j] = (int32_t)c;
+                roots[made++] = (Root){j, (int32_t)c};
+                continue;
             }
-            s->last_column[root] = (int32_t)c;
+            /* i stays: the next segment of column c may touch it too. */
+            int32_t root = find_near(parent, i);
+            for (int32_t k = i + 1; segments[k].top <= b.bottom + 1; k++) {
+                int32_t other = find_near(parent, k);
+                if (other == root) continue;
+                int32_t low = root < other ? root : other, high = root ^ other ^ low;
+                parent[high] = low;
+                if (first_pixel[high] < first_pixel[low]) first_pixel[low] = first_pixel[high];
+                if (lowest[high] > lowest[low]) lowest[low] = lowest[high];
+                root = low;
+            }
+            parent[j] = root;
+            if (key < first_pixel[root]) first_pixel[root] = key;
+            if (b.bottom > lowest[root]) lowest[root] = b.bottom;
+            last_column[root] = (int32_t)c;
         }
     }
+    return made;
 }
 
 /* Rows y - 1, y, y + 1 of a segment as bits 0, 1, 2. */
@@ -380,7 +393,6 @@ static int64_t largest_contour(const int32_t *toggles, int64_t count, int64_t he
     if (toggles[0] < 0) return TRACE_BAD_TOGGLES;
     int64_t width = cut_runs(toggles, count, height, s);
     if (width < 0) return width;
-    join_components(s, width);
     int32_t x_offset = (int32_t)(toggles[0] / height);
     /* findContours returns its contours in reverse discovery order (tree.addChild prepends, in
      * contours_common.hpp) and discovers each component at its row-major first pixel: of equal
@@ -394,14 +406,12 @@ static int64_t largest_contour(const int32_t *toggles, int64_t count, int64_t he
      * most (w - 1) * (h - 1). Traced by that bound, largest first, the largest component (most
      * boundary steps) comes first and the many small ones after it are skipped; an equal bound
      * is still traced, as it may tie and win by its later first pixel. */
-    const int32_t *first = s->column_first + 1;
-    int64_t components = 0;
-    for (int64_t c = 0; c < width; c++) {
-        for (int32_t i = first[c]; i < first[c + 1] - 2; i++) {
-            if (s->parent[i] != i) continue;
-            int64_t w = s->last_column[i] - c, h = s->lowest[i] - (s->first_pixel[i] >> 32);
-            s->candidates[components++] = (Candidate){2 * w * h, s->first_pixel[i]};
-        }
+    int64_t made = join_components(s, width), components = 0;
+    for (int64_t k = 0; k < made; k++) {
+        int32_t i = s->roots[k].segment;
+        if (s->parent[i] != i) continue;
+        int64_t w = s->last_column[i] - s->roots[k].column, h = s->lowest[i] - (s->first_pixel[i] >> 32);
+        s->candidates[components++] = (Candidate){2 * w * h, s->first_pixel[i]};
     }
     qsort(s->candidates, (size_t)components, sizeof(Candidate), by_bound_descending);
     int64_t best_area = -1, best_key = -1, best_n = 0;
@@ -457,6 +467,7 @@ int64_t largest_contours(const int32_t *toggles, const int64_t *ends, const int6
     free(s.last_column);
     free(s.lowest);
     free(s.candidates);
+    free(s.roots);
     free(s.column_first);
     free(s.cursor);
     free(s.trace);
