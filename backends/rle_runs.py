@@ -6,9 +6,18 @@ bottom of one column to the top of the next). The polygons are traced from the r
 by the C tracer (backends.contour_trace), at a cost of runs plus boundary pixels, never of the
 masks' area; they equal backends.polygons.largest_contour_reference on the full masks. (The COCO
 strings are made on the device: backends.rle_strings_kernel.)
+
+A batch with many toggles is cut into groups of masks traced on a few threads at once: the
+tracer is plain C called through ctypes, which lets go of the GIL, so the groups run in
+parallel (H200 host, 1080p, 100 detections: 8.8 ms on one thread, 3.2 ms on four).
 """
 
 from __future__ import annotations
+
+import functools
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -16,6 +25,13 @@ from backends.contour_trace import BAD_TOGGLES, NO_MEMORY, largest_contours_func
 from backends.results import EMPTY_POLYGON
 
 MAX_HEIGHT = 1 << 30  # contour_trace.c's sentinels lie past every row of such frames
+# At most this many threads per call: a server runs several postprocess instances and the other
+# stages on the same CPU, so one batch's polygons should not take all of it.
+MAX_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+# A thread per this many toggles, at most MAX_THREADS: below it, handing a group to a thread
+# costs more than it saves (H200 host, 1080p with 25 detections, 83 k toggles: 1.48 ms on one
+# thread, 0.90 ms on two, 1.11 ms on four).
+TOGGLES_PER_THREAD = 40_000
 
 
 def _integers(name: str, values: np.ndarray, dtype: type) -> np.ndarray:
@@ -60,6 +76,43 @@ def largest_contours_from_runs(toggles: np.ndarray, ends: np.ndarray, heights: n
         raise ValueError(f"mask {int(np.flatnonzero(counts % 2)[0])} has an odd toggle count")
     if len(heights) and (heights.min() < 1 or heights.max() > MAX_HEIGHT):
         raise ValueError(f"heights must lie in [1, {MAX_HEIGHT}], got {heights.min()}..{heights.max()}")
+    if len(ends) == 0:
+        return []
+    bounds = group_bounds(ends, min(MAX_THREADS, len(ends), int(ends[-1]) // TOGGLES_PER_THREAD))
+    groups = list(itertools.pairwise(bounds))
+
+    def trace(group: tuple[int, int]) -> list[np.ndarray]:
+        first, last = group
+        start = int(ends[first - 1]) if first else 0
+        return _trace_masks(toggles[start : ends[last - 1]], ends[first:last] - start, heights[first:last], first)
+
+    if len(groups) == 1:
+        return trace(groups[0])
+    return [polygon for traced in _thread_pool().map(trace, groups) for polygon in traced]
+
+
+def group_bounds(ends: np.ndarray, groups: int) -> list[int]:
+    """Mask indices cutting the masks into at most `groups` (at least 1) consecutive groups of
+    about equal toggle counts: group g is masks bounds[g] .. bounds[g + 1] - 1, none empty."""
+    if groups <= 1:
+        return [0, len(ends)]
+    targets = np.arange(1, groups) * (ends[-1] / groups)
+    crossing = np.searchsorted(ends, targets)  # the mask whose toggles reach each target
+    before = np.where(crossing > 0, ends[crossing - 1], 0)
+    # Cut before or after that mask, whichever lands nearer the target.
+    cuts = np.where(ends[crossing] - targets > targets - before, crossing, crossing + 1)
+    return sorted({0, len(ends), *(int(c) for c in cuts if 0 < c < len(ends))})
+
+
+@functools.cache
+def _thread_pool() -> ThreadPoolExecutor:
+    """The threads that trace groups of masks, started once per process."""
+    return ThreadPoolExecutor(MAX_THREADS, thread_name_prefix="contour-trace")
+
+
+def _trace_masks(toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray, first_mask: int) -> list[np.ndarray]:
+    """One call of the C tracer on checked inputs; errors name masks by their index in the
+    whole batch (this group's first is `first_mask`)."""
     trace = largest_contours_function()
     offsets = np.zeros(len(ends) + 1, dtype=np.int64)
     bad_mask = np.zeros(1, dtype=np.int64)
@@ -68,7 +121,7 @@ def largest_contours_from_runs(toggles: np.ndarray, ends: np.ndarray, heights: n
         points = np.empty((room, 2), dtype=np.int32)
         needed = trace(toggles, ends, heights, len(ends), points, room, offsets, bad_mask)
         if needed == BAD_TOGGLES:
-            raise ValueError(f"mask {int(bad_mask[0])}'s toggles must be non-negative and increasing")
+            raise ValueError(f"mask {first_mask + int(bad_mask[0])}'s toggles must be non-negative and increasing")
         if needed == NO_MEMORY:
             raise MemoryError("the contour tracer ran out of memory")
         if needed <= room:
