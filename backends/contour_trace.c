@@ -47,7 +47,7 @@ typedef struct {
     int32_t *last_column;  /* per root: its component's rightmost column */
     int32_t *lowest;       /* per root: its component's bottom row */
     Root *roots;           /* the segments made roots, in index order, with their columns */
-    Candidate *candidates; /* one per component, sorted by bound, largest first */
+    Candidate *candidates; /* one per component */
     int64_t segment_room;
     int32_t *column_first; /* column c (from -1 to width) starts at segment column_first[c + 1] */
     int32_t *cursor;       /* per column (from -1), a segment near the last row asked about */
@@ -381,16 +381,12 @@ static int64_t twice_area(const int32_t *xy, int64_t n) {
     return sum < 0 ? -sum : sum;
 }
 
-static int by_bound_descending(const void *a, const void *b) {
-    int64_t x = ((const Candidate *)a)->bound, y = ((const Candidate *)b)->bound;
-    return (x < y) - (x > y);
-}
-
 /* One mask's largest contour into s->best; returns its point count, or an error code. */
 static int64_t largest_contour(const int32_t *toggles, int64_t count, int64_t height, Scratch *s) {
-    for (int64_t k = 1; k < count; k++)
-        if (toggles[k] <= toggles[k - 1]) return TRACE_BAD_TOGGLES;
-    if (toggles[0] < 0) return TRACE_BAD_TOGGLES;
+    /* No early exit: the compiler vectorizes the check (bad toggles are rare). */
+    int bad = toggles[0] < 0;
+    for (int64_t k = 1; k < count; k++) bad |= toggles[k] <= toggles[k - 1];
+    if (bad) return TRACE_BAD_TOGGLES;
     int64_t width = cut_runs(toggles, count, height, s);
     if (width < 0) return width;
     int32_t x_offset = (int32_t)(toggles[0] / height);
@@ -403,9 +399,11 @@ static int64_t largest_contour(const int32_t *toggles, int64_t count, int64_t he
      * never tied with it.
      * Nor does skipping a component that cannot win: its border is a closed curve that never
      * crosses itself, through the centres of pixels in its w x h bounding box, so it encloses at
-     * most (w - 1) * (h - 1). Traced by that bound, largest first, the largest component (most
-     * boundary steps) comes first and the many small ones after it are skipped; an equal bound
-     * is still traced, as it may tie and win by its later first pixel. */
+     * most (w - 1) * (h - 1). The component of the largest bound is traced first (the largest one,
+     * nearly always: most boundary steps), then each other whose bound reaches the largest area
+     * so far, in any order (one that cannot win stays skipped whatever comes after it: the
+     * largest area only grows); an equal bound is still traced, as it may tie and win by its
+     * later first pixel. No sort: a mask has one large component and many specks. */
     int64_t made = join_components(s, width), components = 0;
     for (int64_t k = 0; k < made; k++) {
         int32_t i = s->roots[k].segment;
@@ -413,9 +411,15 @@ static int64_t largest_contour(const int32_t *toggles, int64_t count, int64_t he
         int64_t w = s->last_column[i] - s->roots[k].column, h = s->lowest[i] - (s->first_pixel[i] >> 32);
         s->candidates[components++] = (Candidate){2 * w * h, s->first_pixel[i]};
     }
-    qsort(s->candidates, (size_t)components, sizeof(Candidate), by_bound_descending);
+    int64_t largest = 0;
+    for (int64_t k = 1; k < components; k++)
+        if (s->candidates[k].bound > s->candidates[largest].bound) largest = k;
+    Candidate head = s->candidates[largest];
+    s->candidates[largest] = s->candidates[0];
+    s->candidates[0] = head;
     int64_t best_area = -1, best_key = -1, best_n = 0;
-    for (int64_t k = 0; k < components && s->candidates[k].bound >= best_area; k++) {
+    for (int64_t k = 0; k < components; k++) {
+        if (s->candidates[k].bound < best_area) continue;
         int64_t key = s->candidates[k].first_pixel;
         int64_t n = follow_border(s, (int32_t)(key & 0xFFFFFFFF), (int32_t)(key >> 32), x_offset);
         if (n < 0) return n;
