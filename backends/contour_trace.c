@@ -152,7 +152,7 @@ static int64_t cut_runs(const int32_t *toggles, int64_t count, int64_t height, S
 /* Union-find over the segments of adjacent columns, in one pass: [a, b] in column c - 1 and
  * [p, q] in column c are 8-connected iff p <= b + 1 and q >= a - 1. Each segment of column c takes
  * the root of the first segment of column c - 1 it touches (or becomes a root), joins the roots of
- * any others it touches (rare: a fork), and its row-major first pixel, rightmost column and bottom
+ * any others it touches (rare: two branches meeting), and its row-major first pixel, rightmost column and bottom
  * row are folded into its root's at once, so no second pass over the segments is needed. The
  * lower root is kept, so a root is its component's lowest index, its leftmost column's top
  * segment. Returns the number of roots made, listed in s->roots (some since joined into others). */
