@@ -140,9 +140,10 @@ def postprocess_batch_kernels(
     polygons: Sequence[bool] | None = None,
 ) -> list[SegmentationResult]:
     """postprocess_batch by the Triton-lang kernels (backends.postprocess_kernel): selection and
-    COCO RLE runs on the GPU straight from the low-res logits, strings and polygons on the host."""
+    COCO RLE runs on the GPU straight from the low-res logits, strings and polygons on the host;
+    a single frame on a GPU replayed from a CUDA graph (backends.postprocess_graph)."""
     # Imported here: triton is needed only where this impl is served.
-    from backends.postprocess_kernel import postprocess_batch_kernels as kernels
+    from backends.postprocess_graph import postprocess_batch_graphed as kernels
 
     return kernels(dets, labels, masks, image_sizes, settings, polygons)
 

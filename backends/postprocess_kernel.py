@@ -173,6 +173,18 @@ def launch_postprocess(
         toggle_capacity: room for run boundaries (backends.rle_kernel.mask_toggles).
         toggle_blocks: the RLE kernel's tile (backends.rle_kernel.mask_toggles).
     """
+    check_batch(dets, labels, masks, image_sizes)
+    traced = frame_polygons(settings, polygons, len(image_sizes))
+    frames = Frames.build(image_sizes, tuple(masks.shape[-2:]), masks.device)
+    regions, toggles, strings = queue_device_work(
+        dets, labels, masks, frames, settings, toggle_capacity=toggle_capacity, toggle_blocks=toggle_blocks
+    )
+    return PendingPostprocess(masks, frames, regions, toggles, strings, settings, traced, toggle_blocks)
+
+
+def check_batch(dets: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor, image_sizes: list) -> None:
+    """ValueError for outputs of the wrong rank or a size count that is not the batch's; the
+    kernels' launchers check the rest."""
     if labels.dim() != 3 or dets.dim() != 3 or masks.dim() != 4:
         raise ValueError(
             f"expected dets (B, Q, 4), labels (B, Q, C), masks (B, Q, h, w); got {list(dets.shape)}, "
@@ -180,18 +192,29 @@ def launch_postprocess(
         )
     if len(image_sizes) != labels.shape[0]:
         raise ValueError(f"{len(image_sizes)} image sizes for a batch of {labels.shape[0]}")
-    traced = frame_polygons(settings, polygons, len(image_sizes))
     if masks.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         raise RuntimeError("the postprocess kernels take CPU tensors only under TRITON_INTERPRET=1")
-    frames = Frames.build(image_sizes, tuple(masks.shape[-2:]), masks.device)
+
+
+def queue_device_work(
+    dets: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor,
+    frames: Frames,
+    settings: PostprocessSettings,
+    *,
+    toggle_capacity: int | None = None,
+    toggle_blocks: tuple[int, int] | None = None,
+) -> tuple[MaskRegions, MaskToggles, CocoStrings]:
+    """Steps 1-4 of the module docstring, queued without a sync (backends.postprocess_graph
+    captures them in a CUDA graph)."""
     has_name = class_name_flags(settings.classes, labels.shape[2], labels.device)
     selection = select_detections_batch(
         labels.sigmoid(), dets, frames.sizes, has_name, settings.num_select, settings.score_threshold
     )
     regions = mask_regions(selection.rows, selection.counts, masks, frames)
     toggles = mask_toggles(masks, regions, frames, capacity=toggle_capacity, blocks=toggle_blocks)
-    strings = coco_strings(toggles, regions, frames)
-    return PendingPostprocess(masks, frames, regions, toggles, strings, settings, traced, toggle_blocks)
+    return regions, toggles, coco_strings(toggles, regions, frames)
 
 
 def runs_of(rows: np.ndarray, toggles: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,8 +12,11 @@ Per frame, median over the repeats:
   end to end = postprocess_batch itself, wall clock;
 - kernels (backends.postprocess_kernel): GPU ms = sigmoid + the six Triton launches (events);
   copy ms = waiting for them and copying rows, strings and run boundaries (fetch); host strings
-  ms = slicing the strings that came from the device; polygons from the runs; end to end =
+  ms = slicing the strings that came from the device; polygons from the runs (on up to
+  backends.rle_runs.MAX_THREADS threads, and on one: its CPU time); end to end =
   postprocess_batch_kernels, wall clock;
+- kernels + graph (backends.postprocess_graph, what the served stage runs for a single frame on
+  a GPU): the same, the device work replayed from the frame geometry's CUDA graph;
 - for both, GPU busy ms: the device's busy time of one whole call (kernels, copies, memsets,
   torch.profiler), without the idle gaps while the host launches;
 - bytes copied device -> host per frame, with polygons and without (the kernels then copy no
@@ -122,6 +125,7 @@ class Row:
     copy_ms: float
     rle_ms: float
     polygon_ms: float
+    polygon_one_thread_ms: float
     end_to_end_ms: float
     bytes_to_host: int
     bytes_without_polygons: int
@@ -132,7 +136,8 @@ def _median_rows(rows: list[Row]) -> Row:
     return Row(
         first.size, first.detections, first.impl,
         *(statistics.median(getattr(r, name) for r in rows)
-          for name in ("gpu_ms", "busy_ms", "copy_ms", "rle_ms", "polygon_ms", "end_to_end_ms")),
+          for name in ("gpu_ms", "busy_ms", "copy_ms", "rle_ms", "polygon_ms", "polygon_one_thread_ms",
+                       "end_to_end_ms")),
         first.bytes_to_host,
         first.bytes_without_polygons,
     )
@@ -159,33 +164,48 @@ def bench_reference(clock: Clock, tensors, size, settings, label: str, detection
     end_ms, _ = clock.wall_ms(lambda: postprocess_batch(dets, labels, masks, [size], settings))
     busy_ms = clock.busy_ms(lambda: postprocess_batch(dets, labels, masks, [size], settings))
     copied = sum(m.nbytes for m in host[3]) + len(rles) * (16 + 4 + 8)
-    return Row(label, detections, "reference", gpu_ms, busy_ms, copy_ms, rle_ms, polygon_ms, end_ms, copied, copied)
+    return Row(
+        label, detections, "reference", gpu_ms, busy_ms, copy_ms, rle_ms, polygon_ms, polygon_ms, end_ms, copied, copied
+    )
 
 
-def bench_kernels(clock: Clock, tensors, size, settings, label: str, detections: int) -> Row:
+def bench_kernels(clock: Clock, tensors, size, settings, label: str, detections: int, graphed: bool = False) -> Row:
+    from backends import rle_runs
     from backends.packing import unpack_bytes
+    from backends.postprocess_graph import postprocess_batch_graphed, process_graphs
     from backends.postprocess_kernel import launch_postprocess, postprocess_batch_kernels
-    from backends.rle_runs import largest_contours_from_runs
 
     dets, labels, masks = tensors
-    gpu_ms, pending = clock.device_ms(lambda: launch_postprocess(dets, labels, masks, [size], settings))
+    if graphed:
+        launch = functools.partial(process_graphs().launch, dets, labels, masks, size, settings, True)
+        whole = postprocess_batch_graphed
+    else:
+        launch = functools.partial(launch_postprocess, dets, labels, masks, [size], settings)
+        whole = postprocess_batch_kernels
+    gpu_ms, pending = clock.device_ms(launch)
     start = time.perf_counter()
     host = pending.fetch()
     copy_ms = (time.perf_counter() - start) * 1e3
     start = time.perf_counter()
     rles = unpack_bytes(host.rle_chars, host.rle_offsets)
     rle_ms = (time.perf_counter() - start) * 1e3
+    runs = (host.toggles, host.toggle_ends, np.full(len(rles), size[0]))
     start = time.perf_counter()
-    largest_contours_from_runs(host.toggles, host.toggle_ends, np.full(len(rles), size[0]))
+    rle_runs.largest_contours_from_runs(*runs)
     polygon_ms = (time.perf_counter() - start) * 1e3
+    threads, rle_runs.MAX_THREADS = rle_runs.MAX_THREADS, 1
+    start = time.perf_counter()
+    rle_runs.largest_contours_from_runs(*runs)
+    polygon_one_thread_ms = (time.perf_counter() - start) * 1e3
+    rle_runs.MAX_THREADS = threads
     assert len(rles) == detections, (len(rles), detections)
     without = dataclasses.replace(settings, polygons=False)
     strings_only = launch_postprocess(dets, labels, masks, [size], without).fetch().device_to_host_bytes
-    end_ms, _ = clock.wall_ms(lambda: postprocess_batch_kernels(dets, labels, masks, [size], settings))
-    busy_ms = clock.busy_ms(lambda: postprocess_batch_kernels(dets, labels, masks, [size], settings))
+    end_ms, _ = clock.wall_ms(lambda: whole(dets, labels, masks, [size], settings))
+    busy_ms = clock.busy_ms(lambda: whole(dets, labels, masks, [size], settings))
     return Row(
-        label, detections, "kernels", gpu_ms, busy_ms, copy_ms, rle_ms, polygon_ms, end_ms,
-        host.device_to_host_bytes, strings_only,
+        label, detections, "kernels + graph" if graphed else "kernels", gpu_ms, busy_ms, copy_ms, rle_ms,
+        polygon_ms, polygon_one_thread_ms, end_ms, host.device_to_host_bytes, strings_only,
     )
 
 
@@ -292,16 +312,17 @@ def format_report(rows: list[Row], selection: list[str], strings: list[str], com
         "",
         (
             "| frame | detections | impl | GPU ms | GPU busy ms | copy ms | host strings ms | host polygons ms "
-            "| end to end ms | vs reference | bytes to host | without polygons |"
+            "| polygons on 1 thread ms | end to end ms | vs reference | bytes to host | without polygons |"
         ),
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     reference = {(r.size, r.detections): r for r in rows if r.impl == "reference"}
     for r in rows:
         speedup = reference[(r.size, r.detections)].end_to_end_ms / r.end_to_end_ms
         lines.append(
             f"| {r.size} | {r.detections} | {r.impl} | {r.gpu_ms:.3f} | {r.busy_ms:.3f} | {r.copy_ms:.3f} "
-            f"| {r.rle_ms:.3f} | {r.polygon_ms:.3f} | {r.end_to_end_ms:.3f} | {speedup:.1f}x | {r.bytes_to_host:,} "
+            f"| {r.rle_ms:.3f} | {r.polygon_ms:.3f} | {r.polygon_one_thread_ms:.3f} | {r.end_to_end_ms:.3f} "
+            f"| {speedup:.1f}x | {r.bytes_to_host:,} "
             f"| {r.bytes_without_polygons:,} |"
         )
     lines += [
@@ -348,7 +369,10 @@ def main(argv: list[str] | None = None) -> int:
             outputs = nano_outputs(detections, seed=detections)
             tensors = tuple(torch.from_numpy(a)[None].to(device) for a in outputs)
             label = f"{width}x{height}"
-            for bench, repeats in ((bench_reference, max(3, args.repeats // 4)), (bench_kernels, args.repeats)):
+            benches = [(bench_reference, max(3, args.repeats // 4)), (bench_kernels, args.repeats)]
+            if device.type == "cuda":
+                benches.append((functools.partial(bench_kernels, graphed=True), args.repeats))
+            for bench, repeats in benches:
                 bench(clock, tensors, (height, width), settings, label, detections)  # warm-up, compile
                 rows.append(_median_rows([
                     bench(clock, tensors, (height, width), settings, label, detections) for _ in range(repeats)
