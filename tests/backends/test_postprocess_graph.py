@@ -23,6 +23,9 @@ from tools.postprocess_parity import Case, coco_like_classes, make_case
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA device")
+cpu_only = pytest.mark.skipif(
+    CUDA, reason="CPU tensors run the kernels only in the interpreter, which a GPU host leaves off"
+)
 SETTINGS = PostprocessSettings(100, 0.3, coco_like_classes())
 
 
@@ -104,6 +107,7 @@ def test_bad_outputs_are_refused_before_any_capture():
     assert len(graphs) == 0
 
 
+@cpu_only
 def test_cpu_tensors_launch_eagerly():
     rng = np.random.default_rng(2)
     case = make_case("blobs", rng, [(13, 17)], num_queries=12, mask_side=20, device="cpu", num_select=6)
