@@ -34,8 +34,9 @@ from backends.results import SegmentationResult
 from backends.rle_kernel import MaskToggles
 from backends.rle_strings_kernel import CocoStrings
 
-# A graph holds its inputs, the toggles' and strings' room and the kernels' scratch: about
-# 35 MB for a 1080p frame of RF-DETR-Seg-Nano. Eight covers the sizes one server sees.
+# A graph holds its inputs, the toggles' and strings' room and the kernels' scratch: from
+# their sizes, 10-30 MB for a 1080p frame (100-300 detection slots). Eight covers the frame
+# sizes one server sees.
 MAX_GRAPHS = 8
 
 

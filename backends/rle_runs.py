@@ -86,9 +86,10 @@ def largest_contours_from_runs(toggles: np.ndarray, ends: np.ndarray, heights: n
         start = int(ends[first - 1]) if first else 0
         return _trace_masks(toggles[start : ends[last - 1]], ends[first:last] - start, heights[first:last], first)
 
-    if len(groups) == 1:
-        return trace(groups[0])
-    return [polygon for traced in _thread_pool().map(trace, groups) for polygon in traced]
+    # The first group on this thread, which would otherwise only wait: one wake-up fewer.
+    others = [_thread_pool().submit(trace, group) for group in groups[1:]]
+    first = trace(groups[0])
+    return first + [polygon for other in others for polygon in other.result()]
 
 
 def group_bounds(ends: np.ndarray, groups: int) -> list[int]:
@@ -106,8 +107,8 @@ def group_bounds(ends: np.ndarray, groups: int) -> list[int]:
 
 @functools.cache
 def _thread_pool() -> ThreadPoolExecutor:
-    """The threads that trace groups of masks, started once per process."""
-    return ThreadPoolExecutor(MAX_THREADS, thread_name_prefix="contour-trace")
+    """The threads that trace all but the first group of masks, started once per process."""
+    return ThreadPoolExecutor(max(MAX_THREADS - 1, 1), thread_name_prefix="contour-trace")
 
 
 def _trace_masks(toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray, first_mask: int) -> list[np.ndarray]:
