@@ -164,14 +164,8 @@ class CompiledEngine:
         use_matmul_patch_embeddings(model)
         # dynamic=False: one static graph per bucket (sizes of 1 are specialised anyway, and a
         # dynamic batch guard fails past 15 rows). fullgraph: a graph break would leave eager
-        # code, and its CPU copies, inside the captured graph. freezing: the weights become
-        # constants, so inductor folds what depends on them alone out of the forward (and the
-        # kernels that computed it): batch 1 replays in 0.93 ms instead of 1.04
-        # on the H200, 261 kernels instead of 294, same outputs
-        # (benchmarks/results/h200/engine-batch1-variants.md). Inductor's cache keys frozen
-        # weights by shape and reads their values from each compile's model, so engines of
-        # other weights share it safely (test_an_engine_of_other_weights_computes_with_its_own).
-        forward = torch.compile(model, dynamic=False, fullgraph=True, options={"freezing": True})
+        # code, and its CPU copies, inside the captured graph.
+        forward = torch.compile(model, dynamic=False, fullgraph=True)
         # Dynamo counts compiles per code object, and every engine's forward is the same rfdetr
         # code: without room for this engine's buckets, a second engine in one process (Small
         # after Nano in a benchmark) hits the recompile limit (8) and, with fullgraph, fails.
