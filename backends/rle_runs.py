@@ -9,7 +9,10 @@ strings are made on the device: backends.rle_strings_kernel.)
 
 A batch with many toggles is cut into groups of masks traced on a few threads at once: the
 tracer is plain C called through ctypes, which lets go of the GIL, so the groups run in
-parallel (H200 host, 1080p, 100 detections: 8.8 ms on one thread, 3.2 ms on four).
+parallel. A mask is never split, so a frame whose time is one large mask's gains little
+(H200 host, with 2 ms idle between frames as a server has: 1080p with 100 detections 5.7 ->
+2.3 ms, 720p with 25 1.28 -> 0.87 ms, 1080p with 25 1.22 -> 1.11 ms;
+benchmarks/results/h200/postprocess-threads.md).
 """
 
 from __future__ import annotations
@@ -28,10 +31,9 @@ MAX_HEIGHT = 1 << 30  # contour_trace.c's sentinels lie past every row of such f
 # At most this many threads per call: a server runs several postprocess instances and the other
 # stages on the same CPU, so one batch's polygons should not take all of it.
 MAX_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-# A thread per this many toggles, at most MAX_THREADS: below it, handing a group to a thread
-# costs more than it saves (H200 host, 1080p with 25 detections, 83 k toggles: 1.48 ms on one
-# thread, 0.90 ms on two, 1.11 ms on four).
-TOGGLES_PER_THREAD = 40_000
+# A thread per this many toggles, at most MAX_THREADS: smaller groups cost a thread's wake-up
+# for less than it saves (the H200 host's sweep of both constants: postprocess-threads.md).
+TOGGLES_PER_THREAD = 10_000
 
 
 def _integers(name: str, values: np.ndarray, dtype: type) -> np.ndarray:
