@@ -51,6 +51,9 @@ def stage_devices(args: dict) -> StageDevices:
     if not torch.cuda.is_available():
         raise RuntimeError(f"{args['model_name']} is configured for device cuda but torch sees no CUDA device")
     gpu = torch.device("cuda", int(args.get("model_instance_device_id") or 0))
+    # Triton-lang launches, CUDA graph replays and torch's current stream follow the current
+    # device, which is GPU 0 in every stub unless set: a stub serves one instance, on this GPU.
+    torch.cuda.set_device(gpu)
     gpu_tensors = model_parameter(args, "FORCE_CPU_ONLY_INPUT_TENSORS") == "no"
     return StageDevices(gpu, gpu if gpu_tensors else torch.device("cpu"))
 

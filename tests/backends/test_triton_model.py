@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from backends.errors import InvalidRequestError
-from backends.triton_model import request_flag, serve_batch, split_rows, with_row_major_strides
+from backends.triton_model import (
+    request_flag,
+    serve_batch,
+    split_rows,
+    stage_devices,
+    with_row_major_strides,
+)
 
 
 def row_major(shape):
@@ -158,3 +164,17 @@ def test_a_parameter_that_is_no_bool_fails_its_request_alone(fake_pb_utils, valu
     error = responses[1].error
     assert error.code == "INVALID_ARG"
     assert error.message == f"request parameter 'polygons' must be a bool (true or false), got {json.loads(value)!r}"
+
+
+def test_a_gpu_stage_makes_its_instance_gpu_the_current_device(monkeypatch):
+    """Kernels launch on the current device: an instance on GPU 1 must not launch on GPU 0."""
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a fake: no GPU needed
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    parameters = {"device": "cuda", "FORCE_CPU_ONLY_INPUT_TENSORS": "no"}
+    config = {"parameters": {key: {"string_value": value} for key, value in parameters.items()}}
+    args = {"model_name": "stage", "model_config": json.dumps(config)}
+    args["model_instance_device_id"] = "1"
+    devices = stage_devices(args)
+    assert chosen == [torch.device("cuda", 1)]
+    assert devices.compute == devices.outputs == torch.device("cuda", 1)
