@@ -250,6 +250,102 @@ static inline void seek_columns(const Segment *segments, int32_t y, int32_t *kl,
     *kr = seek(segments, *kr, y);
 }
 
+/* One step of a walk along a lower or upper edge (walk_edge), seen turned by a half turn when d is
+ * -1: rows (and a segment's ends) negated, so a segment's near end (toward the outside the walk
+ * keeps on its side) is its bottom walking right and its top walking left, and segment indices
+ * run the other way. */
+static inline int32_t near_end(Segment segment, int d) { return d > 0 ? segment.bottom : -segment.top; }
+static inline int32_t far_end(Segment segment, int d) { return d > 0 ? segment.top : -segment.bottom; }
+
+/* seek as the walk in direction d sees it, for the turned row y: for d = -1 the last segment (or
+ * BELOW) of the column whose top is at most row -y + 1, from k at or below it or from ABOVE. */
+static inline int32_t seek_toward(const Segment *segments, int32_t k, int32_t y, int d) {
+    if (d > 0) return seek(segments, k, y);
+    while (segments[k].top > -y + 1) k--;
+    while (segments[k + 1].top <= -y + 1) k++;
+    return k;
+}
+
+/* Appends point (x, y) to s->trace; returns 0 when out of memory. */
+static inline int push_point(Scratch *s, int64_t *n, int32_t x, int32_t y) {
+    if (2 * (*n + 1) > s->trace_room && !grow_trace(s, *n)) return 0;
+    s->trace[2 * *n] = x;
+    s->trace[2 * *n + 1] = y;
+    ++*n;
+    return 1;
+}
+
+/* A walk along a lower edge to the right (d = 1), or along an upper edge to the left (d = -1, the
+ * same turned by a half turn: codes + 4, rows and columns negated), one column per step instead
+ * of one pixel. What follows is for d = 1; the turned view (near_end, far_end, seek_toward)
+ * makes it hold for d = -1.
+ *
+ * It starts, and each step ends, at a pixel (c, y) at the bottom of its column's segment k (code
+ * 6 is empty) where the search from code + 1 finds nothing before code 6 (code is 2..5): only
+ * codes 7, 0, 1 (column c + 1, rows y + 1, y, y - 1: take the lowest set) and then 2 decide the
+ * next move. Let T be seek's segment of column c + 1, the first reaching row y - 1:
+ *   T covers row y + 1 (or T ends at y - 1 and the next one starts at y + 1): code 7 to (c + 1,
+ *     y + 1), then code 6 on down to T's bottom. At each of those pixels the search starts at
+ *     code 4 or 3 (column c, rows below y), which must be empty down to T's bottom + 1: column
+ *     c's next segment starts below that, or the border turns back left and the walk stops.
+ *   T ends at y: code 0 to (c + 1, y); code 5 there is (c, y + 1), empty below k.
+ *   T ends at y - 1: code 1 to (c + 1, y - 1); code 6 there is (c + 1, y), empty.
+ *   T starts below y + 1: codes 7, 0, 1 are empty here and at every pixel up column c until
+ *     the row below the bottom of column c + 1's segment before T, where code 1 is set: code 2
+ *     on up to that row, then code 1 onto that segment's bottom, provided segment k reaches it
+ *     (else the border turns at k's top and the walk stops).
+ * Each step lands at the bottom of a segment of column c + 1 with codes before 6 empty, as the
+ * next step needs, and emits the points where the code changes, as the single steps would. A step
+ * that would stop does nothing, so the walk stops where it stands; it also stops before reading a
+ * pixel of column c1, leaving the end test (at (c1, y1) only) to the single steps. The cursor of
+ * each column left behind is set to its segment. Returns 0 when out of memory. */
+static inline __attribute__((always_inline)) int walk_edge(Scratch *s, int32_t *cursor, int32_t c1, int32_t x_offset,
+                                                            const int d, int32_t *pc, int32_t *py, int32_t *pk,
+                                                            int *pcode, int *pprevious, int64_t *pn) {
+    const Segment *segments = s->segments;
+    int32_t c = *pc, y = d * *py, k = *pk;
+    int code = d > 0 ? *pcode : *pcode ^ 4, previous = d > 0 ? *pprevious : *pprevious ^ 4;
+    int64_t n = *pn;
+    while (c != c1 && c + d != c1) {
+        int32_t t = seek_toward(segments, cursor[c + d], y, d), next_y;
+        int32_t near = near_end(segments[t], d);
+        if (far_end(segments[t], d) <= y + 1) {
+            if (near == y - 1 && far_end(segments[t + d], d) == y + 1) near = near_end(segments[t += d], d);
+            if (near > y) {
+                if (far_end(segments[k + d], d) <= near + 1) break;
+                if (previous != 7 && !push_point(s, &n, c + x_offset, d * y)) return 0;
+                if (near > y + 1) {
+                    if (!push_point(s, &n, c + d + x_offset, d * (y + 1))) return 0;
+                    previous = 6, code = 2;
+                } else {
+                    previous = 7, code = 3;
+                }
+            } else if (near == y) {
+                if (previous != 0 && !push_point(s, &n, c + x_offset, d * y)) return 0;
+                previous = 0, code = 4;
+            } else {
+                if (previous != 1 && !push_point(s, &n, c + x_offset, d * y)) return 0;
+                previous = 1, code = 5;
+            }
+            next_y = near;
+        } else {
+            int32_t stop = near_end(segments[t - d], d) + 1;
+            if (far_end(segments[k], d) > stop) break;
+            if (previous != 2 && !push_point(s, &n, c + x_offset, d * y)) return 0;
+            if (!push_point(s, &n, c + x_offset, d * stop)) return 0;
+            previous = 1, code = 5;
+            t -= d;
+            next_y = stop - 1;
+        }
+        cursor[c] = k;
+        c += d, k = t, y = next_y;
+    }
+    *pc = c, *py = d * y, *pk = k, *pn = n;
+    *pcode = d > 0 ? code : code ^ 4;
+    *pprevious = d > 0 ? previous : previous ^ 4;
+    return 1;
+}
+
 /* The outer border of the component whose row-major first pixel is (c0, y0), into s->trace, as
  * OpenCV's icvFetchContourEx (contours_new.cpp) with isHole false and CHAIN_APPROX_SIMPLE: a
  * point where the chain code changes. x is the frame column (column index + x_offset). Returns
@@ -280,6 +376,22 @@ static int64_t follow_border(Scratch *s, int32_t c0, int32_t y0, int32_t x_offse
     int32_t c1 = c0 + DX[code], y1 = y0 + DY[code];
     int previous = code ^ 4;
     for (;;) {
+        /* Along a lower edge to the right or an upper one to the left (walk_edge): when the
+         * search from code + 1 finds nothing before code 6 (turned: 2) and that is empty too. */
+        int d = ((code - 2) & 7) < 4 ? 1 : -1;
+        unsigned turned = d > 0 ? around : ((around >> 4) | (around << 4)) & 0xFF;
+        if (!(turned & (0x7Fu >> (((code - 2) & 3) + 3) << (((code - 2) & 3) + 3))) && c != c1 && c + d != c1) {
+            int32_t from = c;
+            cursor[c - 1] = kl, cursor[c + 1] = kr;
+            if (!(d > 0 ? walk_edge(s, cursor, c1, x_offset, 1, &c, &y, &km, &code, &previous, &n)
+                        : walk_edge(s, cursor, c1, x_offset, -1, &c, &y, &km, &code, &previous, &n)))
+                return TRACE_NO_MEMORY;
+            if (c != from) {
+                kl = seek(segments, cursor[c - 1], y), kr = seek(segments, cursor[c + 1], y);
+                read_columns(segments, kl, km, kr, y, &l, &m, &r);
+                around = neighbours(l, m, r);
+            }
+        }
         /* Counterclockwise from the code after the one back to the pixel we came from. */
         unsigned ring = around | (around << 8);
         int next = (code + 1 + __builtin_ctz(ring >> (code + 1))) & 7;

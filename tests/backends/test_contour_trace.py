@@ -184,3 +184,61 @@ def test_builds_once_per_source(monkeypatch, tmp_path):
     assert library.exists() and [p.name for p in tmp_path.iterdir()] == [library.name]
     monkeypatch.setenv("CC", "/nonexistent/cc")  # a built library needs no compiler
     assert build_library(tmp_path) == library
+
+
+def orientations(mask: np.ndarray) -> list[np.ndarray]:
+    """The mask under the 8 symmetries of the square: each edge walked in every direction, on the
+    lower and the upper side, with the fast walk's one-column steps and the single steps swapped."""
+    turns = [np.rot90(mask, k) for k in range(4)]
+    return [np.ascontiguousarray(m) for t in turns for m in (t, t[:, ::-1])]
+
+
+def staircase(rise: int, run: int, width: int = 41) -> np.ndarray:
+    """A trapezoid whose lower edge climbs `rise` rows every `run` columns and whose upper edge
+    falls as fast: staircases of slope rise/run on both sides (steep for rise > run)."""
+    height = 2 * (rise * width) // run + 6
+    columns = np.arange(width)
+    climb = (rise * columns) // run
+    rows = np.arange(height)[:, None]
+    return (rows <= height - 3 - climb) & (rows >= 2 + climb // 2)
+
+
+@pytest.mark.parametrize("rise, run", [(0, 1), (1, 7), (1, 3), (1, 2), (2, 3), (1, 1), (3, 2), (2, 1), (3, 1), (7, 1)])
+def test_staircases_of_each_slope_and_direction(rise, run):
+    assert_traced_like_cv2(orientations(staircase(rise, run)))
+
+
+def test_discs_and_upsampled_blobs_at_large_scale():
+    """Every slope along one smooth border, as the engine's x14..x50 upsampled masks have."""
+    yy, xx = np.mgrid[0:201, 0:181]
+    discs = [(yy - 100) ** 2 + (xx - 90) ** 2 < r * r for r in (3.5, 20.2, 89.7)]
+    ellipse = ((yy - 90) / 95.0) ** 2 + ((xx - 95) / 40.0) ** 2 < 1  # cut by the frame's edges
+    generator = torch.Generator().manual_seed(5)
+    logits = torch.randn(4, 1, 6, 6, generator=generator) + 0.3
+    blobs = torch.nn.functional.interpolate(logits, size=(250, 300), mode="bilinear", align_corners=False)[:, 0] > 0
+    assert_traced_like_cv2(discs + [ellipse] + [m.numpy() for m in blobs])
+
+
+def test_staircase_meeting_other_components():
+    """Pixels two rows off a staircase (another component: the walk's column reads see them) and
+    pixels touching it diagonally (the same component: the border turns back there)."""
+    masks = []
+    for rise, run in [(1, 3), (1, 1), (3, 1)]:
+        base = staircase(rise, run)
+        edge = base & ~np.roll(base, -1, axis=0)  # each column's bottom pixel
+        rows, columns = np.nonzero(edge[:-3, :-1])
+        for offset, step in [(2, 5), (2, 3), (1, 4)]:
+            mask = base.copy()
+            for y, x in zip(rows[::step], columns[::step]):
+                mask[y + offset, x + (offset == 1)] = True  # offset 1: diagonal to the next column's bottom
+            masks += orientations(mask)
+    assert_traced_like_cv2(masks)
+
+
+def test_slope_change_at_the_start_pixel():
+    """Diamonds and triangles whose row-major first pixel is a corner where the slope changes, so
+    the trace starts, and ends, in the middle of staircases."""
+    rows, columns = np.mgrid[0:31, 0:31]
+    diamonds = [np.abs(rows - 15) * a + np.abs(columns - 15) * b <= 15 * max(a, b) for a, b in [(1, 1), (1, 3), (3, 1), (2, 3)]]
+    wedges = [(rows >= (columns * a) // b) & (rows >= ((30 - columns) * c) // b) & (rows < 28) for a, b, c in [(1, 2, 1), (2, 1, 1), (1, 3, 2)]]
+    assert_traced_like_cv2([m for shape in diamonds + wedges for m in orientations(shape)])
