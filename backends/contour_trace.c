@@ -6,8 +6,9 @@
  * Per mask: its runs are cut at column joins into segments (one column's rows top..bottom), the
  * segments of adjacent columns are joined into 8-connected components (union-find), and the outer
  * border of each component whose bounding box could hold the largest contour is followed from its
- * first pixel in row-major order, every pixel's neighbours read from the segments. Nothing here is
- * proportional to the mask's area. */
+ * first pixel in row-major order, every pixel's neighbours read from the segments, or, along its
+ * lower and upper edges, one column per step (walk_edge). Nothing here is proportional to the
+ * mask's area. */
 
 #include <stdint.h>
 #include <stdlib.h>
