@@ -3,7 +3,8 @@
 Triton-lang kernels compile (or load from triton's disk cache) per shape variant, in every model
 instance; without this the first real batches of each size wait seconds for it (seen on the
 H200: 91 ms per postprocess request at depth 4 against 18 ms in steady state,
-benchmarks/results/h200/pipeline-two-postprocess-instances.md).
+benchmarks/results/h200/pipeline-two-postprocess-instances.md). The postprocess's single-frame
+runs also capture its CUDA graphs for these frame sizes (backends.postprocess_graph).
 """
 
 from __future__ import annotations
