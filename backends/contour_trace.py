@@ -4,9 +4,9 @@ cv2.findContours on a mask costs its area: the host path rebuilt each mask's tig
 its runs, then scanned it (25 detections at 1080p, 6.4 M crop pixels: 5.2 ms on a 2-core EPYC).
 contour_trace.c works from the runs themselves, its cost the runs plus the boundary pixels it
 follows (there 83 k toggles and ~80 k boundary pixels, ~57 k of them on the components that could
-be the largest: 0.56 ms, about 42 % of it following the borders, where a lower or upper edge is
-walked one column per step whatever its slope and a stretch along a column is one jump, and 35 %
-the union-find), and it returns exactly what cv2 does, point for point
+be the largest: 0.48 ms, about half of it following the borders, where a lower or upper edge is
+walked one column per step whatever its slope and a stretch along a column is one jump, and a
+quarter the union-find), and it returns exactly what cv2 does, point for point
 (tests/backends/test_contour_trace.py). It follows OpenCV 4.11's modules/imgproc/src:
 contours_new.cpp (findContours: a zero border padded around the image, outer borders started
 where the raster scan first meets a component; icvFetchContourEx: the border following, the
