@@ -26,7 +26,7 @@ from backends.mask_region_kernel import Frames, MaskRegions
 from backends.postprocess_kernel import (
     PendingPostprocess,
     check_batch,
-    launch_postprocess,
+    postprocess_batch_kernels,
     queue_device_work,
 )
 from backends.postprocess_settings import PostprocessSettings, frame_polygons
@@ -145,10 +145,8 @@ def postprocess_batch_graphed(
 ) -> list[SegmentationResult]:
     """backends.postprocess_kernel.postprocess_batch_kernels, a single frame on a GPU replayed
     from its graph: same arguments, same results."""
-    if labels.shape[0] == 0:
-        return []
     if masks.device.type != "cuda" or labels.shape[0] != 1:
-        return launch_postprocess(dets, labels, masks, image_sizes, settings, polygons).results()
+        return postprocess_batch_kernels(dets, labels, masks, image_sizes, settings, polygons)
     check_batch(dets, labels, masks, image_sizes)
     traced = frame_polygons(settings, polygons, 1)
     return process_graphs().launch(dets, labels, masks, image_sizes[0], settings, traced[0]).results()
