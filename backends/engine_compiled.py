@@ -80,6 +80,81 @@ def use_matmul_patch_embeddings(model: torch.nn.Module) -> int:
     return len(embeddings)
 
 
+def use_fused_qkv_projections(model: torch.nn.Module) -> int:
+    """Runs each backbone attention's query, key and value projections as one matrix product;
+    returns how many attentions it rewrote.
+
+    DINOv2 projects its tokens three times, three Linear layers on one input. Inductor's freezing
+    concatenates such weights (its addmm_patterns_init); without freezing they are graph inputs and
+    each projection stays its own GEMM. Run on this graph, freezing's passes remove 27 GEMMs, 24 of
+    them these (Nano's 12 layers x 2): most of the 33 kernels freezing saved a batch-1 forward on
+    an H200 (294 -> 261; benchmarks/results/cpu/engine-parameter-only-work.md, where inductor's
+    CPU code goes from 131 to 107 GEMM calls). This concatenates them once, after the model's
+    .half() (a concatenation is exact in any dtype), and runs one GEMM and a split; the Linear
+    layers keep their weights as views of the fused one, so nothing is stored twice. Same dot
+    products: bit-identical outputs on the CPU.
+    """
+    from rfdetr.models.backbone.dinov2_with_windowed_attn import (
+        Dinov2WithRegistersSdpaSelfAttention,
+    )
+
+    class FusedQKVSelfAttention(Dinov2WithRegistersSdpaSelfAttention):
+        def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False):
+            if output_attentions:  # the parent's eager fallback, on the Linear layers (views of qkv)
+                return super().forward(hidden_states, output_attentions)
+            qkv = torch.nn.functional.linear(hidden_states, self.qkv_weight, self.qkv_bias)
+            query, key, value = (self.transpose_for_scores(part) for part in qkv.chunk(3, dim=-1))
+            context = torch.nn.functional.scaled_dot_product_attention(
+                query, key, value, None, self.attention_probs_dropout_prob if self.training else 0.0
+            )
+            return context.permute(0, 2, 1, 3).flatten(2), None
+
+    attentions = [m for m in model.modules() if type(m) is Dinov2WithRegistersSdpaSelfAttention]
+    for attention in attentions:
+        linears = (attention.query, attention.key, attention.value)
+        for name in ("weight", "bias"):
+            parts = [getattr(linear, name) for linear in linears]
+            if parts[0] is None:  # a config without qkv_bias
+                attention.register_buffer(f"qkv_{name}", None)
+                continue
+            fused = torch.cat([part.detach() for part in parts])
+            attention.register_buffer(f"qkv_{name}", fused)
+            for linear, view in zip(linears, fused.chunk(3)):
+                setattr(linear, name, torch.nn.Parameter(view, requires_grad=False))
+        attention.__class__ = FusedQKVSelfAttention
+    return len(attentions)
+
+
+def use_channels_last_conv_weights(model: torch.nn.Module) -> int:
+    """Stores the weights of the convolutions the forward runs channels-last; returns how many
+    it converted.
+
+    Inductor runs this graph's convolutions channels-last (its layout optimization is on for it)
+    and, without freezing, copies each weight that is not channels-last into that layout inside
+    every forward (torch/_inductor/kernel/conv.py: "maybe we can convert weights to channels last
+    just once"): for Nano the projector's six 3x3 convolutions, six copies a forward (gone from
+    inductor's CPU code after this; their GPU kernels are yet to be counted).
+    Freezing converts them once (convert_conv_weights_to_channels_last); this does it at build
+    time. Same values, same convolution. The patch embedding's weight is left alone:
+    use_matmul_patch_embeddings reads it as a matrix.
+    """
+    from rfdetr.models.backbone.dinov2_with_windowed_attn import Dinov2WithRegistersPatchEmbeddings
+
+    patch_embeddings = {
+        id(m.projection) for m in model.modules() if isinstance(m, Dinov2WithRegistersPatchEmbeddings)
+    }
+    convs = [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv2d)
+        and id(m) not in patch_embeddings
+        and not m.weight.is_contiguous(memory_format=torch.channels_last)
+    ]
+    for conv in convs:
+        conv.to(memory_format=torch.channels_last)
+    return len(convs)
+
+
 class _BucketGraph:
     """One bucket: a static input buffer and the CUDA graph of the compiled forward on it."""
 
@@ -162,6 +237,8 @@ class CompiledEngine:
         model = eager.model.half().eval()
         use_cudnn_depthwise_convs(model)
         use_matmul_patch_embeddings(model)
+        use_fused_qkv_projections(model)
+        use_channels_last_conv_weights(model)
         # dynamic=False: one static graph per bucket (sizes of 1 are specialised anyway, and a
         # dynamic batch guard fails past 15 rows). fullgraph: a graph break would leave eager
         # code, and its CPU copies, inside the captured graph.

@@ -1,7 +1,7 @@
 """backends.engine_compiled: RF-DETR-Seg in FP16, torch.compile'd, one CUDA graph per bucket.
 
-CPU (CI): the mask head's depthwise rewrite changes no output, and the engine refuses what it
-cannot serve. GPU (skipped without CUDA): FP16 graphs against eager fp32 after the reference
+CPU (CI): the model surgeries change no output (or only summation order), and the engine refuses
+what it cannot serve. GPU (skipped without CUDA): FP16 graphs against eager fp32 after the reference
 postprocess (every detection matched, mask IoU >= 0.99), and bucket padding and chunking that
 change no frame's result.
 """
@@ -17,7 +17,9 @@ import torch
 from backends.classes import ClassTable
 from backends.engine_compiled import (
     CompiledEngine,
+    use_channels_last_conv_weights,
     use_cudnn_depthwise_convs,
+    use_fused_qkv_projections,
     use_matmul_patch_embeddings,
 )
 from backends.engine_torch import TorchEngine
@@ -63,6 +65,38 @@ def test_matmul_patch_embedding_matches_the_convolution(nano_export):
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
     assert use_matmul_patch_embeddings(engine.model) == 0  # already rewritten: nothing left
 
+
+
+def test_fused_qkv_projections_change_no_output(nano_export):
+    engine = TorchEngine("nano", nano_export.weights, "cpu")
+    batch = torch.randn(1, 3, 312, 312, generator=torch.Generator().manual_seed(5))
+    before = engine(batch)
+    attention = next(m for m in engine.model.modules() if hasattr(m, "query") and hasattr(m, "key"))
+    weights = [linear.weight.clone() for linear in (attention.query, attention.key, attention.value)]
+    assert use_fused_qkv_projections(engine.model) == 12  # Nano's backbone layers
+    # One matrix, exactly the three (so FP16 weights stay the model's own), and no second copy.
+    assert torch.equal(attention.qkv_weight, torch.cat(weights))
+    assert attention.value.weight.data_ptr() == attention.qkv_weight[-len(weights[2]) :].data_ptr()
+    after = engine(batch)
+    for name in before:
+        # The same dot products: bit-identical on this CPU (a GPU's GEMM may block them otherwise).
+        assert torch.equal(before[name], after[name]), name
+    assert use_fused_qkv_projections(engine.model) == 0  # already rewritten: nothing left
+
+
+def test_channels_last_conv_weights_change_no_output(nano_export):
+    engine = TorchEngine("nano", nano_export.weights, "cpu")
+    batch = torch.randn(1, 3, 312, 312, generator=torch.Generator().manual_seed(6))
+    before = engine(batch)
+    assert use_channels_last_conv_weights(engine.model) == 6  # the projector's 3x3 convolutions
+    after = engine(batch)
+    for name in before:
+        # Eager CPU convolutions follow the weight into channels-last, a different summation order
+        # (measured: 3e-6 on labels, 5e-5 on mask logits); inductor already ran them channels-last.
+        torch.testing.assert_close(after[name], before[name], rtol=1e-4, atol=1e-4, msg=name)
+    # The patch embedding is left alone: use_matmul_patch_embeddings reads its weight as a matrix.
+    assert use_matmul_patch_embeddings(engine.model) == 1
+    assert use_channels_last_conv_weights(engine.model) == 0  # already converted: nothing left
 
 def test_refuses_a_cpu_device_and_bad_buckets(nano_export):
     with pytest.raises(ValueError, match="needs a CUDA device, got cpu"):
