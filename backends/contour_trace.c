@@ -10,6 +10,8 @@
  * lower and upper edges, one column per step (walk_edge). Nothing here is proportional to the
  * mask's area. */
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,7 @@ typedef struct {
  * without bounds checks: BELOW's bottom is under every row (-1 included), ABOVE's over every row
  * (frames are at most MAX_HEIGHT rows: the Python launcher checks), and neither covers a row. */
 #define MAX_HEIGHT (1 << 30)
+#define MAX_THREADS 64 /* per call */
 static const Segment BELOW = {-3, -3}, ABOVE = {MAX_HEIGHT + 3, MAX_HEIGHT + 3};
 
 /* Scratch memory for one call, grown to the largest mask's needs and reused. */
@@ -558,31 +561,31 @@ static int64_t largest_contour(const int32_t *toggles, int64_t count, int64_t he
     return best_n;
 }
 
-/* Every mask's largest contour. Mask m's toggles are toggles[ends[m - 1] .. ends[m] - 1] (from 0
- * for m = 0), an even number, and its frame has heights[m] rows. Writes mask m's points (x, y
- * pairs) to points[2 * offsets[m] ..] while they fit in `room` points, and offsets[0..count].
- * Returns the points needed in all (the caller retries with that room when it exceeds `room`),
- * or a negative error code with *bad_mask set. */
-int64_t largest_contours(const int32_t *toggles, const int64_t *ends, const int64_t *heights,
-                         int64_t count, int32_t *points, int64_t room, int64_t *offsets,
-                         int64_t *bad_mask) {
+/* The masks of one call, handed to its threads one at a time in index order (the next mask goes
+ * to whichever thread is free first, so a large mask does not hold up the others' share). */
+typedef struct {
+    const int32_t *toggles;
+    const int64_t *ends, *heights;
+    int64_t count;
+    atomic_llong next;  /* the next mask to trace */
+    int32_t **polygon;  /* per mask: its points (x, y pairs), malloc'd, or NULL when empty */
+    int64_t *length;    /* per mask: its point count, or a negative error code */
+} Batch;
+
+static void trace_masks(Batch *b) {
     Scratch s;
     memset(&s, 0, sizeof(s));
-    int64_t total = 0, status = 0;
-    offsets[0] = 0;
-    for (int64_t m = 0; m < count; m++) {
-        int64_t first = m ? ends[m - 1] : 0, n = 0;
-        if (ends[m] > first) {
-            n = largest_contour(toggles + first, ends[m] - first, heights[m], &s);
-            if (n < 0) {
-                status = n;
-                *bad_mask = m;
-                break;
+    for (int64_t m; (m = atomic_fetch_add(&b->next, 1)) < b->count;) {
+        int64_t first = m ? b->ends[m - 1] : 0, n = 0;
+        if (b->ends[m] > first) {
+            n = largest_contour(b->toggles + first, b->ends[m] - first, b->heights[m], &s);
+            if (n > 0) {
+                b->polygon[m] = malloc((size_t)n * 2 * sizeof(int32_t));
+                if (!b->polygon[m]) n = TRACE_NO_MEMORY;
+                else memcpy(b->polygon[m], s.best, (size_t)n * 2 * sizeof(int32_t));
             }
-            if (total + n <= room) memcpy(points + 2 * total, s.best, (size_t)n * 2 * sizeof(int32_t));
         }
-        total += n;
-        offsets[m + 1] = total;
+        b->length[m] = n;
     }
     free(s.segments);
     free(s.parent);
@@ -595,5 +598,55 @@ int64_t largest_contours(const int32_t *toggles, const int64_t *ends, const int6
     free(s.cursor);
     free(s.trace);
     free(s.best);
+}
+
+static void *trace_masks_thread(void *batch) {
+    trace_masks(batch);
+    return NULL;
+}
+
+/* Every mask's largest contour, on up to `threads` threads (this one and threads - 1 started for
+ * the call: the masks are independent, and one call keeps Python's GIL released for all of them).
+ * Mask m's toggles are toggles[ends[m - 1] .. ends[m] - 1] (from 0 for m = 0), an even number,
+ * and its frame has heights[m] rows. Writes mask m's points (x, y pairs) to points[2 * offsets[m]
+ * ..] when all fit in `room` points, and offsets[0..count]. Returns the points needed in all (the
+ * caller retries with that room when it exceeds `room`), or a negative error code with *bad_mask
+ * set to the first failing mask. */
+int64_t largest_contours(const int32_t *toggles, const int64_t *ends, const int64_t *heights,
+                         int64_t count, int32_t *points, int64_t room, int64_t *offsets,
+                         int64_t *bad_mask, int64_t threads) {
+    Batch b = {toggles, ends, heights, count, 0, calloc((size_t)count + 1, sizeof(int32_t *)),
+               malloc(((size_t)count + 1) * sizeof(int64_t))};
+    if (!b.polygon || !b.length) {
+        free(b.polygon);
+        free(b.length);
+        *bad_mask = 0;
+        return TRACE_NO_MEMORY;
+    }
+    pthread_t helpers[MAX_THREADS];
+    int64_t started = 0, wanted = threads < count ? threads : count;
+    if (wanted > MAX_THREADS) wanted = MAX_THREADS;
+    /* A thread that cannot start leaves its share to the others. */
+    while (started + 1 < wanted && pthread_create(&helpers[started], NULL, trace_masks_thread, &b) == 0) started++;
+    trace_masks(&b);
+    for (int64_t k = 0; k < started; k++) pthread_join(helpers[k], NULL);
+    int64_t total = 0, status = 0;
+    offsets[0] = 0;
+    for (int64_t m = 0; m < count; m++) {
+        if (b.length[m] < 0) {
+            status = b.length[m];
+            *bad_mask = m;
+            break;
+        }
+        total += b.length[m];
+        offsets[m + 1] = total;
+    }
+    for (int64_t m = 0; m < count; m++) {
+        if (!status && total <= room && b.polygon[m])
+            memcpy(points + 2 * offsets[m], b.polygon[m], (size_t)b.length[m] * 2 * sizeof(int32_t));
+        free(b.polygon[m]);
+    }
+    free(b.polygon);
+    free(b.length);
     return status ? status : total;
 }

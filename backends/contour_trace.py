@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 SOURCE = Path(__file__).with_name("contour_trace.c")
-FLAGS = ["-O3", "-shared", "-fPIC", "-std=c99"]
+FLAGS = ["-O3", "-shared", "-fPIC", "-std=c11", "-pthread"]
 COMPILERS = ("gcc", "clang", "cc")
 # The C function's error codes (contour_trace.c).
 NO_MEMORY, BAD_TOGGLES = -1, -2
@@ -108,6 +108,7 @@ def largest_contours_function() -> ctypes._CFuncPtr:
         ctypes.c_int64,  # room
         pointer(np.int64, flags="C"),  # offsets: count + 1
         pointer(np.int64, flags="C"),  # bad_mask: 1
+        ctypes.c_int64,  # threads
     ]
     function.restype = ctypes.c_int64
     return function

@@ -7,20 +7,17 @@ by the C tracer (backends.contour_trace), at a cost of runs plus boundary pixels
 masks' area; they equal backends.polygons.largest_contour_reference on the full masks. (The COCO
 strings are made on the device: backends.rle_strings_kernel.)
 
-A batch with many toggles is cut into groups of masks traced on a few threads at once: the
-tracer is plain C called through ctypes, which lets go of the GIL, so the groups run in
-parallel. A mask is never split, so a frame whose time is one large mask's gains little
-(H200 host, with 2 ms idle between frames as a server has: 1080p with 100 detections 5.7 ->
-2.3 ms, 720p with 25 1.28 -> 0.87 ms, 1080p with 25 1.22 -> 1.11 ms;
-benchmarks/results/h200/postprocess-threads.md).
+A batch with many toggles is traced on a few threads at once, started by the C tracer for the
+call, each taking the next mask as it finishes one: one ctypes call, which lets go of the GIL
+for all of it. A mask is never split, so a frame whose time is one large mask's gains little.
+On the H200 host, 1080p with 25 detections: 0.68 ms on one thread, 0.35 ms on four; groups of
+masks on a Python thread pool, as before, gained nothing there (waking a pool thread alone took
+0.06-0.11 ms after idling; benchmarks/results/h200/postprocess-threads.md).
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -31,8 +28,8 @@ MAX_HEIGHT = 1 << 30  # contour_trace.c's sentinels lie past every row of such f
 # At most this many threads per call: a server runs several postprocess instances and the other
 # stages on the same CPU, so one batch's polygons should not take all of it.
 MAX_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-# A thread per this many toggles, at most MAX_THREADS: smaller groups cost a thread's wake-up
-# for less than it saves (the H200 host's sweep of both constants: postprocess-threads.md).
+# A thread per this many toggles, at most MAX_THREADS: fewer toggles cost a thread's start for
+# less than it saves (the H200 host's sweep of both constants: postprocess-threads.md).
 TOGGLES_PER_THREAD = 10_000
 
 
@@ -80,51 +77,21 @@ def largest_contours_from_runs(toggles: np.ndarray, ends: np.ndarray, heights: n
         raise ValueError(f"heights must lie in [1, {MAX_HEIGHT}], got {heights.min()}..{heights.max()}")
     if len(ends) == 0:
         return []
-    bounds = group_bounds(ends, min(MAX_THREADS, len(ends), int(ends[-1]) // TOGGLES_PER_THREAD))
-    groups = list(itertools.pairwise(bounds))
-
-    def trace(group: tuple[int, int]) -> list[np.ndarray]:
-        first, last = group
-        start = int(ends[first - 1]) if first else 0
-        return _trace_masks(toggles[start : ends[last - 1]], ends[first:last] - start, heights[first:last], first)
-
-    # The first group on this thread, which would otherwise only wait: one wake-up fewer.
-    others = [_thread_pool().submit(trace, group) for group in groups[1:]]
-    first = trace(groups[0])
-    return first + [polygon for other in others for polygon in other.result()]
+    threads = max(1, min(MAX_THREADS, len(ends), int(ends[-1]) // TOGGLES_PER_THREAD))
+    return _trace_masks(toggles, ends, heights, threads)
 
 
-def group_bounds(ends: np.ndarray, groups: int) -> list[int]:
-    """Mask indices cutting the masks into at most `groups` (at least 1) consecutive groups of
-    about equal toggle counts: group g is masks bounds[g] .. bounds[g + 1] - 1, none empty."""
-    if groups <= 1:
-        return [0, len(ends)]
-    targets = np.arange(1, groups) * (ends[-1] / groups)
-    crossing = np.searchsorted(ends, targets)  # the mask whose toggles reach each target
-    before = np.where(crossing > 0, ends[crossing - 1], 0)
-    # Cut before or after that mask, whichever lands nearer the target.
-    cuts = np.where(ends[crossing] - targets > targets - before, crossing, crossing + 1)
-    return sorted({0, len(ends), *(int(c) for c in cuts if 0 < c < len(ends))})
-
-
-@functools.cache
-def _thread_pool() -> ThreadPoolExecutor:
-    """The threads that trace all but the first group of masks, started once per process."""
-    return ThreadPoolExecutor(max(MAX_THREADS - 1, 1), thread_name_prefix="contour-trace")
-
-
-def _trace_masks(toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray, first_mask: int) -> list[np.ndarray]:
-    """One call of the C tracer on checked inputs; errors name masks by their index in the
-    whole batch (this group's first is `first_mask`)."""
+def _trace_masks(toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray, threads: int) -> list[np.ndarray]:
+    """The C tracer on checked inputs, on up to `threads` threads."""
     trace = largest_contours_function()
     offsets = np.zeros(len(ends) + 1, dtype=np.int64)
     bad_mask = np.zeros(1, dtype=np.int64)
     room = len(toggles) + 4 * len(ends)  # enough for smooth masks; the rare rest call again
     while True:
         points = np.empty((room, 2), dtype=np.int32)
-        needed = trace(toggles, ends, heights, len(ends), points, room, offsets, bad_mask)
+        needed = trace(toggles, ends, heights, len(ends), points, room, offsets, bad_mask, threads)
         if needed == BAD_TOGGLES:
-            raise ValueError(f"mask {first_mask + int(bad_mask[0])}'s toggles must be non-negative and increasing")
+            raise ValueError(f"mask {int(bad_mask[0])}'s toggles must be non-negative and increasing")
         if needed == NO_MEMORY:
             raise MemoryError("the contour tracer ran out of memory")
         if needed <= room:

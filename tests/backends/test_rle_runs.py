@@ -1,5 +1,5 @@
-"""backends.rle_runs: a batch cut into groups of masks traced on threads gives what one call
-gives, errors still name the batch's mask, and the groups balance the toggles."""
+"""backends.rle_runs: a batch traced on threads gives what one thread gives, errors still name
+the batch's first bad mask, and the thread count follows the batch's toggles."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from backends import rle_runs
 from backends.polygons import largest_contour_reference
-from backends.rle_runs import group_bounds, largest_contours_from_runs
+from backends.rle_runs import largest_contours_from_runs
 from tests.backends.runs import mask_runs, sample_masks
 
 
@@ -19,12 +19,12 @@ def batch_of(masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[int]
 
 @pytest.fixture
 def every_mask_on_threads(monkeypatch):
-    """Splits even the smallest batch into MAX_THREADS groups (3 here, whatever the host)."""
+    """Gives even the smallest batch MAX_THREADS threads (3 here, whatever the host)."""
     monkeypatch.setattr(rle_runs, "TOGGLES_PER_THREAD", 1)
     monkeypatch.setattr(rle_runs, "MAX_THREADS", 3)
 
 
-def test_groups_on_threads_trace_what_one_call_traces(every_mask_on_threads, monkeypatch):
+def test_threads_trace_what_one_thread_traces(every_mask_on_threads, monkeypatch):
     rng = np.random.default_rng(3)
     masks = sample_masks(rng) + [rng.random((40, 60)) < 0.5 for _ in range(7)]
     toggles, ends, heights = batch_of(masks)
@@ -37,32 +37,37 @@ def test_groups_on_threads_trace_what_one_call_traces(every_mask_on_threads, mon
         np.testing.assert_array_equal(a, largest_contour_reference(mask), err_msg=f"mask {index}")
 
 
-def test_an_error_in_a_later_group_names_the_batch_mask(every_mask_on_threads):
+def test_an_error_names_the_first_bad_mask_of_the_batch(every_mask_on_threads):
     masks = [np.eye(6, dtype=bool) for _ in range(6)]
     toggles, ends, heights = batch_of(masks)
-    toggles[ends[4] - 1], toggles[ends[4] - 2] = toggles[ends[4] - 2], toggles[ends[4] - 1]  # mask 4 decreases
-    with pytest.raises(ValueError, match="mask 4's toggles"):
+    for bad in (4, 2):  # masks 2 and 4 decrease; the threads may meet 4 first
+        toggles[ends[bad] - 1], toggles[ends[bad] - 2] = toggles[ends[bad] - 2], toggles[ends[bad] - 1]
+    with pytest.raises(ValueError, match="mask 2's toggles"):
         largest_contours_from_runs(toggles, ends, heights)
 
 
 @pytest.mark.parametrize(
-    ("counts", "groups", "expected"),
+    ("counts", "max_threads", "per_thread", "expected"),
     [
-        ([10] * 8, 4, [0, 2, 4, 6, 8]),  # equal masks: equal groups
-        ([10] * 8, 1, [0, 8]),
-        ([1000, 2, 2, 2], 3, [0, 1, 4]),  # one mask outweighs the rest: never an empty group
-        ([2, 2, 2, 1000], 3, [0, 3, 4]),
-        ([4, 4], 4, [0, 1, 2]),  # more groups asked than masks
+        ([4, 4], 4, 10_000, 1),  # under TOGGLES_PER_THREAD: this thread alone
+        ([6_000] * 8, 4, 10_000, 4),  # 48 k toggles: 4 threads, capped at MAX_THREADS
+        ([6_000] * 8, 4, 20_000, 2),
+        ([40_000, 2], 4, 10_000, 2),  # never more threads than masks
     ],
 )
-def test_group_bounds_balance_the_toggles(counts, groups, expected):
-    assert group_bounds(np.cumsum(counts), groups) == expected
+def test_the_thread_count_follows_the_toggles(monkeypatch, counts, max_threads, per_thread, expected):
+    asked = []
 
+    def recording_tracer(*args):  # a spy around the real tracer: records the threads asked for
+        asked.append(args[-1])
+        return real(*args)
 
-def test_small_batches_stay_on_the_calling_thread(monkeypatch):
-    def no_pool():
-        raise AssertionError("a batch under TOGGLES_PER_THREAD toggles went to the thread pool")
-
-    monkeypatch.setattr(rle_runs, "_thread_pool", no_pool)
-    toggles, ends, heights = batch_of([np.ones((5, 5), bool), np.eye(4, dtype=bool)])
-    assert len(largest_contours_from_runs(toggles, ends, heights)) == 2
+    real = rle_runs.largest_contours_function()
+    monkeypatch.setattr(rle_runs, "largest_contours_function", lambda: recording_tracer)
+    monkeypatch.setattr(rle_runs, "MAX_THREADS", max_threads)
+    monkeypatch.setattr(rle_runs, "TOGGLES_PER_THREAD", per_thread)
+    ends = np.cumsum(counts)
+    # Each mask a stack of one-pixel runs in a tall frame: any toggle count, all increasing.
+    toggles = np.concatenate([np.arange(n, dtype=np.int32) * 2 for n in counts])
+    assert len(largest_contours_from_runs(toggles, ends, np.full(len(counts), 1 << 20))) == len(counts)
+    assert asked == [expected]
