@@ -17,6 +17,7 @@ masks on a Python thread pool, as before, gained nothing there (waking a pool th
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -97,6 +98,5 @@ def _trace_masks(toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray, thr
         if needed <= room:
             break
         room = int(needed)
-    return [
-        points[offsets[i] : offsets[i + 1]] if offsets[i + 1] > offsets[i] else EMPTY_POLYGON for i in range(len(ends))
-    ]
+    bounds = offsets.tolist()  # Python ints: slicing with numpy scalars costs ~4x more per mask
+    return [points[a:b] if b > a else EMPTY_POLYGON for a, b in itertools.pairwise(bounds)]
