@@ -30,8 +30,10 @@ MAX_HEIGHT = 1 << 30  # contour_trace.c's sentinels lie past every row of such f
 # stages on the same CPU, so one batch's polygons should not take all of it.
 MAX_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 # A thread per this many toggles, at most MAX_THREADS: fewer toggles cost a thread's start for
-# less than it saves (the H200 host's sweep of both constants: postprocess-threads.md).
-TOGGLES_PER_THREAD = 10_000
+# less than it saves. The H200 host's sweep (postprocess-threads.md, threads started in C): 5 k
+# against 10 k after 2 ms idle, as between a server's requests, was faster in 5 of 6 workloads
+# (720p/10 0.404 -> 0.355 ms, 1080p/25 0.551 -> 0.524), slower at 1080p/100 (1.434 -> 1.598).
+TOGGLES_PER_THREAD = 5_000
 
 
 def _integers(name: str, values: np.ndarray, dtype: type) -> np.ndarray:
