@@ -66,7 +66,6 @@ def test_matmul_patch_embedding_matches_the_convolution(nano_export):
     assert use_matmul_patch_embeddings(engine.model) == 0  # already rewritten: nothing left
 
 
-
 def test_fused_qkv_projections_change_no_output(nano_export):
     engine = TorchEngine("nano", nano_export.weights, "cpu")
     batch = torch.randn(1, 3, 312, 312, generator=torch.Generator().manual_seed(5))
