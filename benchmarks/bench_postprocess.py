@@ -24,7 +24,9 @@ Per frame, median over the repeats:
 Then the selection alone for batches of 1 and 8 frames (threshold 0.5, and 0.0: every score is
 a candidate), kernel against the reference's torch ops, and the COCO strings of 25 blob masks at
 1080p from their run boundaries: the strings kernel on the device against pycocotools'
-frPyObjects per mask on the host. Prints a markdown report, and writes it to --out when given.
+frPyObjects per mask on the host; and the host polygons per frame when one call traces 1, 2, 4
+or 8 frames' masks, as a served batch is. Prints a markdown report, and writes it to --out when
+given.
 """
 
 from __future__ import annotations
@@ -245,6 +247,40 @@ def bench_selection(clock: Clock, device: torch.device, repeats: int) -> list[st
     return lines
 
 
+def bench_batched_polygons(device: torch.device, repeats: int) -> list[str]:
+    """Host polygons per frame when one call traces several frames' masks, as a served batch is
+    traced (backends.postprocess_kernel.results_from_host): 25 detections a frame at 1080p, the
+    runs from the kernels' own launch and fetch; median ms per call divided by the frames, each
+    call after 2 ms idle, as between a server's requests."""
+    from backends import rle_runs
+    from backends.postprocess_kernel import launch_postprocess
+
+    height, width = 1080, 1920
+    settings = PostprocessSettings(NUM_QUERIES, THRESHOLD, coco_like_classes())
+    lines = [
+        "| frames in the call | toggles | ms per frame | on one thread: ms per frame |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for frames in (1, 2, 4, 8):
+        outputs = [nano_outputs(25, seed=25 + k) for k in range(frames)]
+        tensors = (torch.from_numpy(np.stack([o[i] for o in outputs])).to(device) for i in range(3))
+        host = launch_postprocess(*tensors, [(height, width)] * frames, settings).fetch()
+        runs = (host.toggles, host.toggle_ends, np.full(len(host.toggle_ends), height))
+        cells = []
+        for threads in (rle_runs.MAX_THREADS, 1):
+            default, rle_runs.MAX_THREADS = rle_runs.MAX_THREADS, threads
+            times = []
+            for _ in range(repeats):
+                time.sleep(0.002)
+                start = time.perf_counter()
+                rle_runs.largest_contours_from_runs(*runs)
+                times.append((time.perf_counter() - start) * 1e3 / frames)
+            rle_runs.MAX_THREADS = default
+            cells.append(f"{statistics.median(times):.3f}")
+        lines.append(f"| {frames} | {len(host.toggles):,} | {' | '.join(cells)} |")
+    return lines
+
+
 def bench_strings(clock: Clock, device: torch.device, repeats: int) -> list[str]:
     """COCO strings of 25 blob masks at 1080p from their run boundaries (the RLE kernel's, on
     the device): the strings kernel alone against pycocotools.frPyObjects per mask on the host."""
@@ -296,14 +332,16 @@ def bench_strings(clock: Clock, device: torch.device, repeats: int) -> list[str]
     return [
         f"| {rows} blob masks at {width}x{height}: run boundaries -> COCO strings | ms | busy ms | bytes |",
         "| --- | ---: | ---: | ---: |",
-        f"| Triton kernel on the device (backends.rle_strings_kernel) | {device_ms:.3f} | {busy_ms:.3f} "
-        f"| {len(blob):,} (strings) |",
-        f"| numpy counts + pycocotools.frPyObjects per mask, on the host | {statistics.median(host_samples):.3f} "
-        f"| - | {4 * len(runs):,} (run boundaries) |",
+        (f"| Triton kernel on the device (backends.rle_strings_kernel) | {device_ms:.3f} | {busy_ms:.3f} "
+        f"| {len(blob):,} (strings) |"),
+        (f"| numpy counts + pycocotools.frPyObjects per mask, on the host | {statistics.median(host_samples):.3f} "
+        f"| - | {4 * len(runs):,} (run boundaries) |"),
     ]
 
 
-def format_report(rows: list[Row], selection: list[str], strings: list[str], command: str) -> str:
+def format_report(
+    rows: list[Row], selection: list[str], strings: list[str], batched: list[str], command: str
+) -> str:
     lines = [
         "# Postprocess benchmark: reference vs kernels (per frame, RF-DETR-Seg-Nano outputs)",
         "",
@@ -341,6 +379,10 @@ def format_report(rows: list[Row], selection: list[str], strings: list[str], com
         "## Run boundaries -> COCO compressed strings",
         "",
         *strings,
+        "",
+        "## Host polygons per frame, several frames in one call (1920x1080, 25 detections a frame)",
+        "",
+        *batched,
     ]
     return "\n".join(lines)
 
@@ -380,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(rows[-1], flush=True)
     command = "python -m benchmarks.bench_postprocess " + " ".join(argv if argv is not None else sys.argv[1:])
     report = format_report(rows, bench_selection(clock, device, args.repeats),
-                           bench_strings(clock, device, args.repeats), command.strip())
+                           bench_strings(clock, device, args.repeats),
+                           bench_batched_polygons(device, args.repeats), command.strip())
     print(report)
     if args.out:
         with open(args.out, "w") as out:
