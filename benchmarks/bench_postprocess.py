@@ -32,13 +32,14 @@ given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,6 +146,19 @@ def _median_rows(rows: list[Row]) -> Row:
     )
 
 
+@contextlib.contextmanager
+def tracer_threads(threads: int) -> Iterator[None]:
+    """The host polygons traced on at most `threads` threads (backends.rle_runs.MAX_THREADS)
+    inside the block, the module's own setting restored after it."""
+    from backends import rle_runs
+
+    default, rle_runs.MAX_THREADS = rle_runs.MAX_THREADS, threads
+    try:
+        yield
+    finally:
+        rle_runs.MAX_THREADS = default
+
+
 def bench_reference(clock: Clock, tensors, size, settings, label: str, detections: int) -> Row:
     dets, labels, masks = tensors
     height, width = size
@@ -195,11 +209,10 @@ def bench_kernels(clock: Clock, tensors, size, settings, label: str, detections:
     start = time.perf_counter()
     rle_runs.largest_contours_from_runs(*runs)
     polygon_ms = (time.perf_counter() - start) * 1e3
-    threads, rle_runs.MAX_THREADS = rle_runs.MAX_THREADS, 1
-    start = time.perf_counter()
-    rle_runs.largest_contours_from_runs(*runs)
-    polygon_one_thread_ms = (time.perf_counter() - start) * 1e3
-    rle_runs.MAX_THREADS = threads
+    with tracer_threads(1):
+        start = time.perf_counter()
+        rle_runs.largest_contours_from_runs(*runs)
+        polygon_one_thread_ms = (time.perf_counter() - start) * 1e3
     assert len(rles) == detections, (len(rles), detections)
     without = dataclasses.replace(settings, polygons=False)
     strings_only = launch_postprocess(dets, labels, masks, [size], without).fetch().device_to_host_bytes
@@ -268,14 +281,13 @@ def bench_batched_polygons(device: torch.device, repeats: int) -> list[str]:
         runs = (host.toggles, host.toggle_ends, np.full(len(host.toggle_ends), height))
         cells = []
         for threads in (rle_runs.MAX_THREADS, 1):
-            default, rle_runs.MAX_THREADS = rle_runs.MAX_THREADS, threads
             times = []
-            for _ in range(repeats):
-                time.sleep(0.002)
-                start = time.perf_counter()
-                rle_runs.largest_contours_from_runs(*runs)
-                times.append((time.perf_counter() - start) * 1e3 / frames)
-            rle_runs.MAX_THREADS = default
+            with tracer_threads(threads):
+                for _ in range(repeats):
+                    time.sleep(0.002)
+                    start = time.perf_counter()
+                    rle_runs.largest_contours_from_runs(*runs)
+                    times.append((time.perf_counter() - start) * 1e3 / frames)
             cells.append(f"{statistics.median(times):.3f}")
         lines.append(f"| {frames} | {len(host.toggles):,} | {' | '.join(cells)} |")
     return lines
