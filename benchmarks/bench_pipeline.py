@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         impls = f"{spec.values()[PREPROCESS]['IMPL']}/{spec.values()[POSTPROCESS]['IMPL']}"
         name = f"{target.name} target, {spec.engine} engine, {impls} pre/post"
         log = REPO_ROOT / "build" / "bench_tritonserver.log"
-        with TritonServer(repository, log, extra_args=target.server_args()) as server:
+        with TritonServer.for_target(repository, log, target) as server:
             served, tables = bench_served(server.grpc_url, frames, modes)
         rows += [Row(f"{name}: {r.name}", r.ms_per_frame, r.frames_per_s, r.note) for r in served]
         stage_tables.append(f"{name} ({label})\n\n{tables}")

@@ -224,11 +224,7 @@ def the_video(args: argparse.Namespace) -> Path:
 
 def the_server(args: argparse.Namespace) -> TritonServer:
     """The server on --repository, with its target's options; not started."""
-    return TritonServer(
-        args.repository,
-        WORK_DIR / "tritonserver.log",
-        extra_args=repository_target(args.repository).server_args(),
-    )
+    return TritonServer.for_target(args.repository, WORK_DIR / "tritonserver.log", repository_target(args.repository))
 
 
 def report(

@@ -303,13 +303,12 @@ def start_server(args: argparse.Namespace, logs: Path, stack: ExitStack) -> tupl
     if args.url:
         return args.url, args.url
     if args.target is None:
-        server_args = repository_target(args.repository).server_args()
+        target = repository_target(args.repository)
         server = stack.enter_context(
-            TritonServer(args.repository.resolve(), logs / "tritonserver.log", extra_args=server_args)
+            TritonServer.for_target(args.repository.resolve(), logs / "tritonserver.log", target)
         )
         return server.grpc_url, (
-            f"tritonserver started by the suite on {args.repository}, server options: "
-            f"{shlex.join(server_args) or 'none'}"
+            f"tritonserver started by the suite on {args.repository}, server options: {server.options_text()}"
         )
     target = DEPLOY_TARGETS[args.target]
     if args.onnx is None:
@@ -319,12 +318,10 @@ def start_server(args: argparse.Namespace, logs: Path, stack: ExitStack) -> tupl
         onnx, threshold, weights = args.onnx, 0.5, None
     spec = spec_from_files(target.name, args.engine, onnx, threshold, weights=weights)
     repository = build_repository(spec, BUILT_REPOSITORY)
-    server = TritonServer(repository, logs / "tritonserver.log", extra_args=target.server_args())
-    url = stack.enter_context(server).grpc_url
-    return url, (
+    server = stack.enter_context(TritonServer.for_target(repository, logs / "tritonserver.log", target))
+    return server.grpc_url, (
         f"tritonserver started by the suite: target {target.name}, engine {spec.engine} "
-        f"({onnx.name}, score threshold {threshold}), server options: "
-        f"{shlex.join(target.server_args()) or 'none'}"
+        f"({onnx.name}, score threshold {threshold}), server options: {server.options_text()}"
     )
 
 

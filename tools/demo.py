@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     depth = args.depth or (4 if target.device == "cuda" else 1)
     log_path = args.out_dir / "tritonserver.log"
-    with TritonServer(repository, log_path, extra_args=target.server_args()) as server:
-        logger.info("tritonserver ready on %s (log: %s)", server.grpc_url, server.log_path)
+    with TritonServer.for_target(repository, log_path, target) as server:
+        logger.info("tritonserver ready on %s, %s (log: %s)", server.grpc_url, server.options_text(), server.log_path)
         return stream_video(
             os.fspath(video), server.grpc_url, transport=args.transport, depth=depth, out_dir=args.out_dir
         )

@@ -46,6 +46,10 @@ class Target:
     # #293); past it the backend falls back to slower CUDA IPC. Sized for a batch of 32 Nano
     # engine outputs (2.5 MB a frame) with room for the larger sizes.
     cuda_memory_pool_bytes: int = 0
+    # The server and its stubs as clients of a CUDA MPS daemon of their own (tools.cuda_mps), so
+    # that the stages' GPU work is not time-sliced between their contexts. Off for jetson: never
+    # measured on an Orin.
+    cuda_mps: bool = False
 
     def server_args(self) -> tuple[str, ...]:
         """tritonserver options the target needs."""
@@ -96,6 +100,7 @@ TARGETS = {
         engine=StagePlan(1, 32, 1000),
         postprocess=StagePlan(3, 32, 0),
         cuda_memory_pool_bytes=1 << 30,
+        cuda_mps=True,
     ),
     # An Orin has 8-16 GB shared with the CPU and each torch stub costs ~1 GB (server #4457):
     # one instance each, smaller batches.

@@ -8,6 +8,7 @@ interpreter that is first on PATH, so the current environment's bin/ is put firs
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tritonclient.grpc as grpcclient
+
+from tools.cuda_mps import CudaMpsDaemon
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRITON_HOME = REPO_ROOT / ".triton"
@@ -57,8 +60,16 @@ class TritonServer:
     http_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     extra_args: tuple[str, ...] = ()
+    # Run the server and its stubs as clients of a CUDA MPS daemon of their own (tools.cuda_mps).
+    cuda_mps: bool = False
     ready_timeout_s: float = 180.0
     _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _mps: CudaMpsDaemon | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def for_target(cls, model_repository: Path, log_path: Path, target) -> TritonServer:
+        """A server with the options a tools.targets.Target asks for; not started."""
+        return cls(model_repository, log_path, extra_args=target.server_args(), cuda_mps=target.cuda_mps)
 
     @property
     def grpc_url(self) -> str:
@@ -84,13 +95,18 @@ class TritonServer:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(libs + ([env["LD_LIBRARY_PATH"]] if env.get("LD_LIBRARY_PATH") else []))
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("wb")
-        # Own process group: stop() reaches the python backend stubs too.
-        self._process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        log.close()
         try:
+            if self.cuda_mps:
+                self._mps = CudaMpsDaemon(self.log_path.parent / f"cuda-mps-{self.grpc_port}")
+                mps_env = self._mps.start()
+                env.update(mps_env)
+                if not mps_env:  # no MPS on this host: nothing to stop later
+                    self._mps = None
+            with self.log_path.open("wb") as log:
+                # Own process group: stop() reaches the python backend stubs too.
+                self._process = subprocess.Popen(
+                    self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -120,6 +136,16 @@ class TritonServer:
             return "(no log)"
 
     @property
+    def under_cuda_mps(self) -> bool:
+        """Whether the running server is a client of its own CUDA MPS daemon."""
+        return self._mps is not None
+
+    def options_text(self) -> str:
+        """The server's extra options and MPS, for a report."""
+        mps = "under its own CUDA MPS daemon" if self.under_cuda_mps else "no CUDA MPS"
+        return f"{shlex.join(self.extra_args) or 'no extra options'}; {mps}"
+
+    @property
     def pid(self) -> int | None:
         """The tritonserver process id (also its process group's), None when not started."""
         return None if self._process is None else self._process.pid
@@ -128,6 +154,12 @@ class TritonServer:
         return self._process is not None and self._process.poll() is None
 
     def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop_server(timeout_s)
+        if self._mps is not None:  # after its clients: the daemon quits once they are gone
+            self._mps.stop()
+            self._mps = None
+
+    def _stop_server(self, timeout_s: float) -> None:
         if self._process is None:
             return
         if self._process.poll() is None:

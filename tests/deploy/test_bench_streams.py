@@ -15,6 +15,7 @@ def test_a_built_repository_is_served_with_its_targets_options(tmp_path):
     repository = render_repository(config_spec("gpu", "tensorrt", tmp_path), tmp_path / "repository")
     server = the_server(parse_args(["--repository", str(repository)]))
     assert server.extra_args == TARGETS["gpu"].server_args() != ()
+    assert server.cuda_mps
 
 
 def test_a_folder_no_build_wrote_is_refused(tmp_path, capsys):

@@ -391,3 +391,41 @@ def test_the_health_check_passes_on_a_ready_server_and_fails_without_one(compose
     gone = subprocess.run(healthcheck_command(compose, closed), capture_output=True, timeout=30)
     assert gone.returncode != 0
 
+
+
+FAKE_MPS_CONTROL = """#!/bin/sh
+# A fake nvidia-cuda-mps-control (unit test only): records its arguments and pipe folder.
+echo "mps $* pipe=$CUDA_MPS_PIPE_DIRECTORY"
+"""
+
+
+@pytest.mark.parametrize("has_mps", [True, False])
+def test_the_start_script_starts_the_servers_own_mps_daemon(tmp_path, has_mps):
+    for name, text in [("tritonserver", FAKE_TRITONSERVER + 'echo "server pipe=${CUDA_MPS_PIPE_DIRECTORY:-}"\n')] + (
+        [("nvidia-cuda-mps-control", FAKE_MPS_CONTROL)] if has_mps else []
+    ):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755)
+    result = subprocess.run(
+        ["sh", str(START_SCRIPT), "--model-repository=/models"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{tmp_path}{os.pathsep}/usr/bin{os.pathsep}/bin", "RFDETR_CUDA_MPS": "1"},
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    if has_mps:
+        assert lines[0] == "mps -d pipe=/tmp/rfdetr-cuda-mps/pipe"
+        assert lines[-1] == "server pipe=/tmp/rfdetr-cuda-mps/pipe"
+    else:
+        assert "nvidia-cuda-mps-control is not found: serving without CUDA MPS" in result.stderr
+        assert lines[-1] == "server pipe="
+    assert "--model-repository=/models" in lines
+
+
+def test_t4_runs_under_mps_as_the_gpu_target_does(services):
+    assert TARGETS["gpu"].cuda_mps and not TARGETS["jetson"].cuda_mps
+    assert services["t4"]["environment"]["RFDETR_CUDA_MPS"] == "1"
+    assert "utility" in services["t4"]["environment"]["NVIDIA_DRIVER_CAPABILITIES"].split(",")
+    assert "RFDETR_CUDA_MPS" not in services["jetson"].get("environment", {})

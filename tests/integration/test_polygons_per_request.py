@@ -55,7 +55,7 @@ def server_without_polygons(request, nano_export, tmp_path_factory):
         score_threshold=0.0,
         num_select=NUM_SELECT,
     )
-    with TritonServer(repository, work / "tritonserver.log", extra_args=TARGETS[target].server_args()) as server:
+    with TritonServer.for_target(repository, work / "tritonserver.log", TARGETS[target]) as server:
         yield server
 
 

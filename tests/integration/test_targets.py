@@ -18,9 +18,9 @@ import tritonclient.grpc as grpcclient
 
 from backends import contract as c
 from clients.results import result_from_response
-from tools.compare_results import Comparison, compare
 from tests.integration.test_server import SystemShmRegion, image_input
 from tests.repositories import build_test_repository
+from tools.compare_results import Comparison, compare
 from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD
 from tools.targets import TARGETS
 from tools.tritonserver import TritonServer
@@ -91,7 +91,7 @@ def test_a_deployment_without_polygons_serves_the_same_masks_without_outlines(na
 def test_gpu_targets_serve_what_the_cpu_target_serves(nano_export, tmp_path, cpu_results, target, boundary):
     repository = build_test_repository(nano_export, tmp_path / "models", target=target, engine="torch")
     log = tmp_path / "tritonserver.log"
-    with TritonServer(repository, log, extra_args=TARGETS[target].server_args()) as server:
+    with TritonServer.for_target(repository, log, TARGETS[target]) as server:
         over_grpc = serve_all(server.grpc_url)
         over_shm = serve_all(server.grpc_url, shm=True)
     for served in (over_grpc, over_shm):
