@@ -23,21 +23,22 @@ from backends.engine_compiled import (
     use_matmul_patch_embeddings,
 )
 from backends.engine_torch import TorchEngine
-from backends.postprocess import postprocess_batch
 from backends.postprocess_settings import PostprocessSettings
 from backends.preprocess import preprocess_batch
+from tests.fp16_parity import (
+    assert_no_error_beyond_fp16,
+    eager_fp16_against_fp32,
+    engine_outputs,
+)
+from tests.fp16_parity import fp16_comparison as compare_outputs
 from tests.integration.test_targets import frames
-from tools.compare_results import Comparison, compare
+from tools.compare_results import Comparison
 from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(
     not CUDA, reason="the compiled engine replays CUDA graphs: needs a GPU"
 )
-# FP16 against fp32 (measured on an H200: see the test's printed report): sigmoid scores move by
-# up to about 1e-3 where logits move by a few hundredths.
-FP16_SCORE_NOISE = 5e-3
-FP16_BOX_TOL_PX = 4.0
 
 
 def test_cudnn_depthwise_rewrite_changes_no_output(nano_export):
@@ -122,28 +123,9 @@ def settings(nano_export) -> PostprocessSettings:
 
 
 def fp16_comparison(expected: dict, served: dict, settings: PostprocessSettings) -> Comparison:
-    """Engine outputs of the same frames, compared after the reference postprocess."""
+    """Engine outputs of the integration tests' frames, compared after the reference postprocess."""
     sizes = [f.shape[:2] for f in frames()][: len(expected["dets"])]
-    report = Comparison()
-    pairs = zip(
-        postprocess_batch(**expected, image_sizes=sizes, settings=settings),
-        postprocess_batch(**served, image_sizes=sizes, settings=settings),
-        strict=True,
-    )
-    for a, b in pairs:
-        report.add(compare(a, b, RANDOM_WEIGHTS_THRESHOLD, FP16_BOX_TOL_PX, FP16_SCORE_NOISE))
-    print(report)
-    return report
-
-
-def engine_outputs(model: torch.nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-    with torch.inference_mode():
-        return {
-            name: t.float()
-            for name, t in zip(
-                ("dets", "labels", "masks"), model(batch.to(next(model.parameters()).dtype))
-            )
-        }
+    return compare_outputs(expected, served, sizes, settings)
 
 
 @needs_cuda
@@ -157,18 +139,9 @@ def test_fp16_graphs_add_no_error_beyond_fp16_itself(nano_export, compiled, batc
     assert {n: (t.dtype, tuple(t.shape)) for n, t in got.items()} == {
         n: (torch.float32, tuple(t.shape)) for n, t in fp32.items()
     }
-    print("eager FP16 vs eager fp32:", end=" ")
-    fp16_alone = fp16_comparison(
-        fp32,
-        engine_outputs(TorchEngine("nano", nano_export.weights, "cuda").model.half(), batch),
-        settings,
-    )
+    fp16_alone = eager_fp16_against_fp32(nano_export.weights, batch, [f.shape[:2] for f in frames()], settings)
     print("compiled FP16 vs eager fp32:", end=" ")
-    report = fp16_comparison(fp32, got, settings)
-    assert report.matched >= 10, report
-    assert len(report.unexplained) <= len(fp16_alone.unexplained) + 1, (report, fp16_alone)
-    assert report.min_mask_iou >= min(fp16_alone.min_mask_iou, 0.99) - 0.05, (report, fp16_alone)
-    assert report.worst_score <= FP16_SCORE_NOISE, report
+    assert_no_error_beyond_fp16(fp16_comparison(fp32, got, settings), fp16_alone, min_matched=10)
 
 
 CHECKPOINT = os.environ.get("RFDETR_SEG_NANO_CHECKPOINT")
