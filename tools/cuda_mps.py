@@ -8,8 +8,8 @@ switch costs. Under MPS the stubs' kernels and copies share the GPU as one conte
 CUDA shared memory served 555 -> 850 frames/s at concurrency 16 with nothing else changed
 (benchmarks/results/h200/perf-analyzer/mps/summary.md).
 
-The daemon is this server's own: a pipe folder of its own (CUDA_MPS_PIPE_DIRECTORY), which only
-the server's environment names, so other CUDA programs on the host (a client's CUDA shared memory
+The daemon is this server's own: a pipe folder of its own (CUDA_MPS_PIPE_DIRECTORY, a new one
+under the temporary folder), which only the server's environment names, so other CUDA programs on the host (a client's CUDA shared memory
 included) are not made MPS clients, and it is quit when the server stops. Where the daemon's
 binary is missing (CPU hosts, Jetson) the server runs without it and the log says so.
 """
@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,10 +34,13 @@ class CudaMpsError(RuntimeError):
 
 
 class CudaMpsDaemon:
-    """nvidia-cuda-mps-control in the foreground, its pipe and log folders under `folder`."""
+    """nvidia-cuda-mps-control in the foreground: its logs in `log_dir`, its pipe folder a new
+    short one under the system's temporary folder (the daemon's sockets live there, and a Unix
+    socket's path may not pass 107 bytes), removed when it stops."""
 
-    def __init__(self, folder: Path, ready_timeout_s: float = 10.0) -> None:
-        self.pipe_dir, self.log_dir = folder / "pipe", folder / "log"
+    def __init__(self, log_dir: Path, ready_timeout_s: float = 10.0) -> None:
+        self.log_dir = log_dir
+        self.pipe_dir = Path(tempfile.mkdtemp(prefix="rfdetr-mps-"))
         self.ready_timeout_s = ready_timeout_s
         self._process: subprocess.Popen | None = None
 
@@ -54,8 +58,8 @@ class CudaMpsDaemon:
         binary = shutil.which(CONTROL_BINARY)
         if binary is None:
             logger.warning("%s not found: serving without CUDA MPS (the stages' contexts time-slice)", CONTROL_BINARY)
+            shutil.rmtree(self.pipe_dir, ignore_errors=True)
             return {}
-        self.pipe_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # -f: foreground, so this process owns it (-d forks a daemon nothing here would track).
         self._process = subprocess.Popen(
@@ -90,6 +94,7 @@ class CudaMpsDaemon:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+        shutil.rmtree(self.pipe_dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 20) -> str:
         path = self.log_dir / "control.log"

@@ -97,7 +97,7 @@ class TritonServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             if self.cuda_mps:
-                self._mps = CudaMpsDaemon(self.log_path.parent / f"cuda-mps-{self.grpc_port}")
+                self._mps = CudaMpsDaemon(self.log_path.parent / f"cuda-mps-{self.grpc_port}-log")
                 mps_env = self._mps.start()
                 env.update(mps_env)
                 if not mps_env:  # no MPS on this host: nothing to stop later

@@ -60,12 +60,11 @@ def calls(record: Path) -> list[dict]:
 
 
 def test_the_daemon_runs_in_its_own_folder_until_quit(fake_control, tmp_path):
-    daemon = CudaMpsDaemon(tmp_path / "mps")
+    daemon = CudaMpsDaemon(tmp_path / "mps-log")
     env = daemon.start()
-    assert env == {
-        "CUDA_MPS_PIPE_DIRECTORY": str(tmp_path / "mps" / "pipe"),
-        "CUDA_MPS_LOG_DIRECTORY": str(tmp_path / "mps" / "log"),
-    }
+    pipe = Path(env["CUDA_MPS_PIPE_DIRECTORY"])
+    assert env["CUDA_MPS_LOG_DIRECTORY"] == str(tmp_path / "mps-log")
+    assert pipe.name.startswith("rfdetr-mps-") and len(str(pipe / "control")) < 108  # a socket path
     process = daemon._process
     assert process.poll() is None
     assert calls(fake_control) == [
@@ -74,21 +73,26 @@ def test_the_daemon_runs_in_its_own_folder_until_quit(fake_control, tmp_path):
     daemon.stop()
     assert process.poll() == 0  # quit through its pipe, not killed
     assert calls(fake_control)[-1] == {"command": "quit"}
+    assert not pipe.exists()
     daemon.stop()  # twice is harmless
 
 
 def test_a_daemon_that_dies_is_reported(fake_control, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_MPS_FAIL", "1")
-    (tmp_path / "mps" / "log").mkdir(parents=True)
-    (tmp_path / "mps" / "log" / "control.log").write_text("MPS is not supported on this GPU\n")
-    with pytest.raises(CudaMpsError, match=r"did not open .*pipe/control:\nMPS is not supported on this GPU"):
-        CudaMpsDaemon(tmp_path / "mps").start()
+    (tmp_path / "mps-log").mkdir()
+    (tmp_path / "mps-log" / "control.log").write_text("MPS is not supported on this GPU\n")
+    daemon = CudaMpsDaemon(tmp_path / "mps-log")
+    with pytest.raises(CudaMpsError, match=r"did not open .*/control:\nMPS is not supported on this GPU"):
+        daemon.start()
+    assert not daemon.pipe_dir.exists()
 
 
 def test_a_host_without_mps_gets_no_daemon(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-cuda-mps-control there
     with caplog.at_level(logging.WARNING):
-        assert CudaMpsDaemon(tmp_path / "mps").start() == {}
+        daemon = CudaMpsDaemon(tmp_path / "mps-log")
+        assert daemon.start() == {}
+    assert not daemon.pipe_dir.exists()
     assert "serving without CUDA MPS" in caplog.text
 
 
@@ -104,9 +108,9 @@ def test_the_server_is_the_daemons_client_and_quits_it(fake_control, tmp_path):
     with server:
         assert server.under_cuda_mps
         assert "under its own CUDA MPS daemon" in server.options_text()
-        pipe = calls(fake_control)[0]["pipe"]
-        assert Path(pipe).parent.parent == tmp_path / "logs"  # beside the server's log
-        assert server_environment(server.pid)["CUDA_MPS_PIPE_DIRECTORY"] == pipe
+        started = calls(fake_control)[0]
+        assert Path(started["log"]).parent == tmp_path / "logs"  # beside the server's log
+        assert server_environment(server.pid)["CUDA_MPS_PIPE_DIRECTORY"] == started["pipe"]
         assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ  # this process is no client
     assert calls(fake_control)[-1] == {"command": "quit"}
     assert not server.under_cuda_mps
