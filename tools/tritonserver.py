@@ -17,10 +17,14 @@ import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tritonclient.grpc as grpcclient
 
 from tools.cuda_mps import CudaMpsDaemon
+
+if TYPE_CHECKING:
+    from tools.targets import Target
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRITON_HOME = REPO_ROOT / ".triton"
@@ -67,7 +71,7 @@ class TritonServer:
     _mps: CudaMpsDaemon | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    def for_target(cls, model_repository: Path, log_path: Path, target) -> TritonServer:
+    def for_target(cls, model_repository: Path, log_path: Path, target: Target) -> TritonServer:
         """A server with the options a tools.targets.Target asks for; not started."""
         return cls(model_repository, log_path, extra_args=target.server_args(), cuda_mps=target.cuda_mps)
 
