@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -86,8 +87,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (docker stop, a timeout) as an exit, so the `with` blocks stop the server and its
+    MPS daemon on the way out: death on the spot left both running, each in a session of its own.
+    While they stop, a further SIGTERM is ignored. (While frames stream, clients.signals takes
+    SIGTERM as "stop sending" and gives this handler back afterwards.)"""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     target = get_target(args.target)
     exported = exported_model(args.size, args.checkpoint, args.build_dir / "engines")

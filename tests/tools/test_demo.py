@@ -1,11 +1,18 @@
-"""tools.demo refuses nonsense before anything is exported or started, naming the value."""
+"""tools.demo refuses nonsense before anything is exported or started, naming the value, and a
+SIGTERM stops the server it started."""
 
 from __future__ import annotations
+
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from tests.tools.test_tritonserver import process_group_alive, write_echo_model
 from tools.demo import parse_args
+from tools.tritonserver import REPO_ROOT
 
 
 @pytest.mark.parametrize(
@@ -34,3 +41,33 @@ def test_auto_target_follows_the_host():
 
 def test_stream_urls_are_not_checked_as_files():
     assert parse_args(["--video", "rtsp://camera/stream"]).video == "rtsp://camera/stream"
+
+
+SERVE_UNTIL_TERMINATED = """
+import signal, sys, time
+from pathlib import Path
+from tools.demo import exit_on_sigterm
+from tools.tritonserver import TritonServer
+signal.signal(signal.SIGTERM, exit_on_sigterm)
+with TritonServer(Path(sys.argv[1]), Path(sys.argv[2])) as server:
+    print(server.pid, flush=True)
+    for _ in range(1200):  # short sleeps: a signal that lands on a gRPC thread wakes no long one
+        time.sleep(0.1)
+"""
+
+
+@pytest.mark.integration
+def test_sigterm_stops_the_server_on_the_way_out(tmp_path):
+    """A demo that a supervisor terminates leaves no tritonserver (nor stub) behind."""
+    write_echo_model(tmp_path / "models")
+    demo = subprocess.Popen(
+        [sys.executable, "-c", SERVE_UNTIL_TERMINATED, str(tmp_path / "models"), str(tmp_path / "server.log")],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    server_pid = int(demo.stdout.readline())
+    assert process_group_alive(server_pid)
+    demo.send_signal(signal.SIGTERM)
+    assert demo.wait(timeout=60) == 143
+    assert not process_group_alive(server_pid)
