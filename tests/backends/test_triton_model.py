@@ -3,6 +3,7 @@ per request (against a fake triton_python_backend_utils: the real one lives in t
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 
@@ -12,6 +13,7 @@ import torch
 
 from backends.errors import InvalidRequestError
 from backends.triton_model import (
+    freeze_startup_objects,
     request_flag,
     serve_batch,
     split_rows,
@@ -178,3 +180,16 @@ def test_a_gpu_stage_makes_its_instance_gpu_the_current_device(monkeypatch):
     devices = stage_devices(args)
     assert chosen == [torch.device("cuda", 1)]
     assert devices.compute == devices.outputs == torch.device("cuda", 1)
+
+
+def test_objects_alive_at_startup_leave_full_collections_and_later_ones_do_not(fake_pb_utils):
+    startup = [[] for _ in range(1000)]  # lists: tracked by the garbage collector
+    try:
+        frozen = freeze_startup_objects("rfdetr_seg_postprocess")
+        assert frozen == gc.get_freeze_count() >= len(startup)
+        later = []
+        scanned = {id(o) for o in gc.get_objects()}  # what a full collection walks
+        assert not any(id(o) in scanned for o in startup)
+        assert id(later) in scanned
+    finally:
+        gc.unfreeze()  # this test process's objects, back to the collector

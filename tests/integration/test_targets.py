@@ -81,6 +81,10 @@ def test_torch_engine_serves_what_the_onnx_engine_serves(nano_export, tmp_path, 
     print(report)
     assert report.matched > 0 and not report.unexplained, report
     assert report.min_mask_iou >= 0.99, report
+    # Every python stage froze its startup objects out of full collections (triton_model).
+    text = server.log_path.read_text(errors="replace")
+    for model in (c.PREPROCESS, c.ENGINE, c.POSTPROCESS):
+        assert re.search(rf"{model}: \d+ objects alive after initialize left out of full collections", text), model
 
 
 def test_a_deployment_without_polygons_serves_the_same_masks_without_outlines(nano_export, tmp_path, cpu_results):

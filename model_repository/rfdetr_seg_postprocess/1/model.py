@@ -9,6 +9,7 @@ from backends.postprocess import POSTPROCESS_IMPLS
 from backends.postprocess_settings import PostprocessSettings
 from backends.results import encode_result
 from backends.triton_model import (
+    freeze_startup_objects,
     input_dims,
     input_tensor,
     log_info,
@@ -39,6 +40,7 @@ class TritonPythonModel:
             start = time.perf_counter()
             self._warm_up(args)
             log_info(f"{args['model_name']}: warmed up in {time.perf_counter() - start:.1f} s")
+        freeze_startup_objects(args["model_name"])
 
     def _warm_up(self, args):
         num_queries, num_classes = input_dims(args, c.LABELS)

@@ -5,6 +5,7 @@ from backends.errors import InvalidRequestError
 from backends.frames import check_frame
 from backends.preprocess import PREPROCESS_IMPLS
 from backends.triton_model import (
+    freeze_startup_objects,
     input_tensor,
     max_batch_size,
     model_parameter,
@@ -26,6 +27,7 @@ class TritonPythonModel:
                 for batch in (1, max_batch_size(args)):
                     frames = synthetic_frames(batch, size, self.devices.compute)
                     self.preprocess(frames, self.resolution, self.devices.compute)
+        freeze_startup_objects(args["model_name"])
 
     def _read(self, request):
         image = input_tensor(request, IMAGE)

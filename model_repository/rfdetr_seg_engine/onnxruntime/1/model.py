@@ -4,13 +4,14 @@ import torch
 
 from backends.contract import ENGINE_INPUT
 from backends.engine_onnx import OnnxEngine
-from backends.triton_model import model_parameter, serve_rows
+from backends.triton_model import freeze_startup_objects, model_parameter, serve_rows
 
 
 class TritonPythonModel:
     def initialize(self, args):
         model_dir = os.path.join(args["model_repository"], args["model_version"])
         self.engine = OnnxEngine(os.path.join(model_dir, model_parameter(args, "onnx_file")))
+        freeze_startup_objects(args["model_name"])
 
     def _run(self, batch):
         # ONNX Runtime takes numpy: the CPU engine's only copy, one per batch.

@@ -5,6 +5,7 @@ from backends.contract import ENGINE_INPUT
 from backends.engine_compiled import COMPILE_CACHE_FILE, CompiledEngine
 from backends.engine_torch import TorchEngine
 from backends.triton_model import (
+    freeze_startup_objects,
     log_info,
     max_batch_size,
     model_parameter,
@@ -32,6 +33,7 @@ class TritonPythonModel:
             self.engine = TorchEngine(size, weights, self.devices.compute)
             log_info(f"{name}: eager fp32 torch on {self.devices.compute}")
         log_info(f"{name}: outputs on {self.devices.outputs}")
+        freeze_startup_objects(name)
 
     def _run(self, batch):
         outputs = self.engine(batch)
