@@ -83,10 +83,9 @@ class CudaMpsDaemon:
         if self._process is None:
             return
         if self._process.poll() is None:
-            binary = shutil.which(CONTROL_BINARY) or CONTROL_BINARY
             try:
                 subprocess.run(
-                    [binary], input=b"quit\n", env={**os.environ, **self.env}, timeout=timeout_s, check=False,
+                    [self._process.args[0]], input=b"quit\n", env={**os.environ, **self.env}, timeout=timeout_s, check=False,
                     capture_output=True,
                 )
                 self._process.wait(timeout_s)

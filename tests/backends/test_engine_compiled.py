@@ -41,12 +41,19 @@ needs_cuda = pytest.mark.skipif(
 )
 
 
-def test_cudnn_depthwise_rewrite_changes_no_output(nano_export):
+def outputs_around(nano_export, rewrite, seed: int):
+    """Nano's CPU outputs on one random frame before and after `rewrite` of its model, with the
+    engine and the count the rewrite returned."""
     engine = TorchEngine("nano", nano_export.weights, "cpu")
-    batch = torch.randn(1, 3, 312, 312, generator=torch.Generator().manual_seed(3))
+    batch = torch.randn(1, 3, 312, 312, generator=torch.Generator().manual_seed(seed))
     before = engine(batch)
-    assert use_cudnn_depthwise_convs(engine.model) > 0
-    after = engine(batch)
+    count = rewrite(engine.model)
+    return engine, before, count, engine(batch)
+
+
+def test_cudnn_depthwise_rewrite_changes_no_output(nano_export):
+    engine, before, count, after = outputs_around(nano_export, use_cudnn_depthwise_convs, seed=3)
+    assert count > 0
     for name in before:
         assert torch.equal(before[name], after[name]), name
     assert use_cudnn_depthwise_convs(engine.model) == 0  # already rewritten: nothing left
@@ -85,11 +92,8 @@ def test_fused_qkv_projections_change_no_output(nano_export):
 
 
 def test_channels_last_conv_weights_change_no_output(nano_export):
-    engine = TorchEngine("nano", nano_export.weights, "cpu")
-    batch = torch.randn(1, 3, 312, 312, generator=torch.Generator().manual_seed(6))
-    before = engine(batch)
-    assert use_channels_last_conv_weights(engine.model) == 6  # the projector's 3x3 convolutions
-    after = engine(batch)
+    engine, before, count, after = outputs_around(nano_export, use_channels_last_conv_weights, seed=6)
+    assert count == 6  # the projector's 3x3 convolutions
     for name in before:
         # Eager CPU convolutions follow the weight into channels-last, a different summation order
         # (measured: 3e-6 on labels, 5e-5 on mask logits); inductor already ran them channels-last.

@@ -330,10 +330,14 @@ printf '%s\\n' "$@"
 """
 
 
+def install_fake(folder, name: str, script: str) -> None:
+    """An executable `name` in folder (a fake, unit tests only)."""
+    (folder / name).write_text(script)
+    (folder / name).chmod(0o755)
+
+
 def test_the_start_script_allows_client_shm_where_the_release_has_the_flag(tmp_path):
-    fake = tmp_path / "tritonserver"
-    fake.write_text(FAKE_TRITONSERVER)
-    fake.chmod(0o755)
+    install_fake(tmp_path, "tritonserver", FAKE_TRITONSERVER)
     argv = ["--model-repository=/models", "--log-info=a b"]
     result = subprocess.run(
         ["sh", str(START_SCRIPT), *argv],
@@ -401,11 +405,9 @@ echo "mps $* pipe=$CUDA_MPS_PIPE_DIRECTORY"
 
 @pytest.mark.parametrize("has_mps", [True, False])
 def test_the_start_script_starts_the_servers_own_mps_daemon(tmp_path, has_mps):
-    for name, text in [("tritonserver", FAKE_TRITONSERVER + 'echo "server pipe=${CUDA_MPS_PIPE_DIRECTORY:-}"\n')] + (
-        [("nvidia-cuda-mps-control", FAKE_MPS_CONTROL)] if has_mps else []
-    ):
-        (tmp_path / name).write_text(text)
-        (tmp_path / name).chmod(0o755)
+    install_fake(tmp_path, "tritonserver", FAKE_TRITONSERVER + 'echo "server pipe=${CUDA_MPS_PIPE_DIRECTORY:-}"\n')
+    if has_mps:
+        install_fake(tmp_path, "nvidia-cuda-mps-control", FAKE_MPS_CONTROL)
     result = subprocess.run(
         ["sh", str(START_SCRIPT), "--model-repository=/models"],
         capture_output=True,
