@@ -69,6 +69,12 @@ def stage_devices(args: dict) -> StageDevices:
     # Triton-lang launches, CUDA graph replays and torch's current stream follow the current
     # device, which is GPU 0 in every stub unless set: a stub serves one instance, on this GPU.
     torch.cuda.set_device(gpu)
+    # One host thread for torch's CPU ops. A GPU stage's host work is small copies (and the
+    # contour tracer's own threads); torch's default pool of one OpenMP thread per core, in
+    # each of the seven stub processes, spin-waited at every parallel copy: on the 16-core H200
+    # host at concurrency 32 the postprocess stubs' 45 pool threads took ~13 cores, and the
+    # ensemble fell to 0.26x the engine alone (benchmarks/results/h200/perf-analyzer/threads.md).
+    torch.set_num_threads(1)
     gpu_tensors = model_parameter(args, "FORCE_CPU_ONLY_INPUT_TENSORS") == "no"
     return StageDevices(gpu, gpu if gpu_tensors else torch.device("cpu"))
 
@@ -149,16 +155,22 @@ def output_tensor(name: str, value):
 
 
 def with_row_major_strides(tensor: torch.Tensor) -> torch.Tensor:
-    """The tensor itself when its strides are exactly row-major, else a row-major copy.
+    """The tensor with exactly row-major strides: itself, a view of it, or a row-major copy.
 
     The python backend accepts only such DLPack tensors, and "contiguous" in torch's sense is not
-    enough: numpy gives empty arrays zero strides (np.concatenate of empty polygons)."""
+    enough: numpy gives empty arrays zero strides (np.concatenate of empty polygons), and a new
+    leading axis (`array[None]`, every postprocess output) a stride of 0. Those address their
+    elements in row-major order already, so they are re-viewed, not copied: the copy was 57 % of
+    the postprocess stage's busy time on the H200 at concurrency 32."""
     expected, step = [], 1
     for size in reversed(tensor.shape):
         expected.append(step)
         step *= size
-    if list(tensor.stride()) == expected[::-1]:
+    expected.reverse()
+    if list(tensor.stride()) == expected:
         return tensor
+    if tensor.is_contiguous():  # strides differ only on axes of size 1, or the tensor is empty
+        return tensor.as_strided(tensor.shape, expected, tensor.storage_offset())
     return torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device).copy_(tensor)
 
 
