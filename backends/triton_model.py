@@ -69,12 +69,6 @@ def stage_devices(args: dict) -> StageDevices:
     # Triton-lang launches, CUDA graph replays and torch's current stream follow the current
     # device, which is GPU 0 in every stub unless set: a stub serves one instance, on this GPU.
     torch.cuda.set_device(gpu)
-    # One host thread for torch's CPU ops. A GPU stage's host work is small copies (and the
-    # contour tracer's own threads); torch's default pool of one OpenMP thread per core, in
-    # each of the seven stub processes, spin-waited at every parallel copy: on the 16-core H200
-    # host at concurrency 32 the postprocess stubs' 45 pool threads took ~13 cores, and the
-    # ensemble fell to 0.26x the engine alone (benchmarks/results/h200/perf-analyzer/threads.md).
-    torch.set_num_threads(1)
     gpu_tensors = model_parameter(args, "FORCE_CPU_ONLY_INPUT_TENSORS") == "no"
     return StageDevices(gpu, gpu if gpu_tensors else torch.device("cpu"))
 
@@ -161,7 +155,8 @@ def with_row_major_strides(tensor: torch.Tensor) -> torch.Tensor:
     enough: numpy gives empty arrays zero strides (np.concatenate of empty polygons), and a new
     leading axis (`array[None]`, every postprocess output) a stride of 0. Those address their
     elements in row-major order already, so they are re-viewed, not copied: the copy was 57 % of
-    the postprocess stage's busy time on the H200 at concurrency 32."""
+    the postprocess stage's busy time on the H200 at concurrency 32, run on torch's host thread
+    pool, whose spinning workers then took most of the host (results/h200/perf-analyzer/concurrency-32.md)."""
     expected, step = [], 1
     for size in reversed(tensor.shape):
         expected.append(step)

@@ -178,32 +178,18 @@ def test_a_parameter_that_is_no_bool_fails_its_request_alone(fake_pb_utils, valu
     assert error.message == f"request parameter 'polygons' must be a bool (true or false), got {json.loads(value)!r}"
 
 
-def stage_args(device: str) -> dict:
-    parameters = {"device": device, "FORCE_CPU_ONLY_INPUT_TENSORS": "no"}
-    config = {"parameters": {key: {"string_value": value} for key, value in parameters.items()}}
-    return {"model_name": "stage", "model_config": json.dumps(config), "model_instance_device_id": "1"}
-
-
-def test_a_gpu_stage_makes_its_instance_gpu_the_current_device_and_keeps_one_host_thread(monkeypatch):
-    """Kernels launch on the current device: an instance on GPU 1 must not launch on GPU 0. And
-    torch's CPU ops run on one thread, not a spinning pool per stub process."""
-    chosen, threads = [], []
+def test_a_gpu_stage_makes_its_instance_gpu_the_current_device(monkeypatch):
+    """Kernels launch on the current device: an instance on GPU 1 must not launch on GPU 0."""
+    chosen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a fake: no GPU needed
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
-    monkeypatch.setattr(torch, "set_num_threads", threads.append)  # this test process keeps its pool
-    devices = stage_devices(stage_args("cuda"))
+    parameters = {"device": "cuda", "FORCE_CPU_ONLY_INPUT_TENSORS": "no"}
+    config = {"parameters": {key: {"string_value": value} for key, value in parameters.items()}}
+    args = {"model_name": "stage", "model_config": json.dumps(config)}
+    args["model_instance_device_id"] = "1"
+    devices = stage_devices(args)
     assert chosen == [torch.device("cuda", 1)]
-    assert threads == [1]
     assert devices.compute == devices.outputs == torch.device("cuda", 1)
-
-
-def test_a_cpu_stage_keeps_torchs_host_threads(monkeypatch):
-    """On the cpu target the stages' own compute is torch on the host: it keeps its pool."""
-    threads = []
-    monkeypatch.setattr(torch, "set_num_threads", threads.append)
-    devices = stage_devices(stage_args("cpu"))
-    assert threads == []
-    assert devices.compute == devices.outputs == torch.device("cpu")
 
 
 def test_objects_alive_at_startup_leave_full_collections_and_later_ones_do_not(fake_pb_utils):
