@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import torch
 
 from backends.errors import InvalidRequestError
+from backends.stage_profile import PROFILE_ENV, StackSampler, profile_stage_if_asked
 
 Item = TypeVar("Item")
 Outputs = Mapping[str, Any]  # output name -> torch tensor or numpy array, batch axis included
@@ -34,6 +35,15 @@ def freeze_startup_objects(model_name: str) -> int:
     frozen = gc.get_freeze_count()
     log_info(f"{model_name}: {frozen} objects alive after initialize left out of full collections")
     return frozen
+
+
+def profile_if_asked(model_name: str) -> StackSampler | None:
+    """Samples this stage's main thread (backends.stage_profile) when the server's environment
+    sets RFDETR_STAGE_PROFILE; logs where the report goes."""
+    sampler = profile_stage_if_asked(model_name)
+    if sampler is not None:
+        log_info(f"{model_name}: sampling its main thread's stacks into {sampler.path} ({PROFILE_ENV})")
+    return sampler
 
 
 def model_parameter(args: dict, key: str) -> str:

@@ -15,6 +15,7 @@ from backends.triton_model import (
     log_info,
     max_batch_size,
     model_parameter,
+    profile_if_asked,
     request_flag,
     serve_batch,
     stage_devices,
@@ -41,6 +42,7 @@ class TritonPythonModel:
             self._warm_up(args)
             log_info(f"{args['model_name']}: warmed up in {time.perf_counter() - start:.1f} s")
         freeze_startup_objects(args["model_name"])
+        profile_if_asked(args["model_name"])
 
     def _warm_up(self, args):
         num_queries, num_classes = input_dims(args, c.LABELS)

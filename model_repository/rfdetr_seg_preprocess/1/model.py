@@ -9,6 +9,7 @@ from backends.triton_model import (
     input_tensor,
     max_batch_size,
     model_parameter,
+    profile_if_asked,
     serve_batch,
     split_rows,
     stage_devices,
@@ -28,6 +29,7 @@ class TritonPythonModel:
                     frames = synthetic_frames(batch, size, self.devices.compute)
                     self.preprocess(frames, self.resolution, self.devices.compute)
         freeze_startup_objects(args["model_name"])
+        profile_if_asked(args["model_name"])
 
     def _read(self, request):
         image = input_tensor(request, IMAGE)

@@ -4,7 +4,12 @@ import torch
 
 from backends.contract import ENGINE_INPUT
 from backends.engine_onnx import OnnxEngine
-from backends.triton_model import freeze_startup_objects, model_parameter, serve_rows
+from backends.triton_model import (
+    freeze_startup_objects,
+    model_parameter,
+    profile_if_asked,
+    serve_rows,
+)
 
 
 class TritonPythonModel:
@@ -12,6 +17,7 @@ class TritonPythonModel:
         model_dir = os.path.join(args["model_repository"], args["model_version"])
         self.engine = OnnxEngine(os.path.join(model_dir, model_parameter(args, "onnx_file")))
         freeze_startup_objects(args["model_name"])
+        profile_if_asked(args["model_name"])
 
     def _run(self, batch):
         # ONNX Runtime takes numpy: the CPU engine's only copy, one per batch.

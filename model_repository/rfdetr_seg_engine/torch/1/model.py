@@ -9,6 +9,7 @@ from backends.triton_model import (
     log_info,
     max_batch_size,
     model_parameter,
+    profile_if_asked,
     serve_rows,
     stage_devices,
 )
@@ -34,6 +35,7 @@ class TritonPythonModel:
             log_info(f"{name}: eager fp32 torch on {self.devices.compute}")
         log_info(f"{name}: outputs on {self.devices.outputs}")
         freeze_startup_objects(name)
+        profile_if_asked(name)
 
     def _run(self, batch):
         outputs = self.engine(batch)
