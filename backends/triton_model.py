@@ -166,7 +166,8 @@ def with_row_major_strides(tensor: torch.Tensor) -> torch.Tensor:
     leading axis (`array[None]`, every postprocess output) a stride of 0. Those address their
     elements in row-major order already, so they are re-viewed, not copied: the copy was 57 % of
     the postprocess stage's busy time on the H200 at concurrency 32, run on torch's host thread
-    pool, whose spinning workers then took most of the host (results/h200/perf-analyzer/concurrency-32.md)."""
+    pool, whose spinning workers then took most of the host
+    (benchmarks/results/h200/perf-analyzer/concurrency-32.md)."""
     expected, step = [], 1
     for size in reversed(tensor.shape):
         expected.append(step)
