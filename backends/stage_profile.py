@@ -96,10 +96,18 @@ class StackSampler:
 
 def profile_stage_if_asked(model_name: str) -> StackSampler | None:
     """Starts sampling the calling thread (a stage's main thread: initialize and execute run on
-    it) when RFDETR_STAGE_PROFILE is set; returns the running sampler, or None."""
+    it) when RFDETR_STAGE_PROFILE is set; returns the running sampler, or None.
+
+    Raises:
+        ValueError: the report cannot be written there (naming the variable and the path).
+    """
     prefix = os.environ.get(PROFILE_ENV)
     if not prefix:
         return None
     path = Path(f"{prefix}-{model_name}-{os.getpid()}.txt")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError as error:
+        raise ValueError(f"{PROFILE_ENV}={prefix}: cannot write the profile {path}: {error}") from error
     return StackSampler(threading.get_ident(), path, f"{model_name} pid {os.getpid()}").start()

@@ -83,3 +83,11 @@ def test_the_variable_starts_a_sampler_reporting_beside_its_prefix(monkeypatch, 
         assert sampler.counts  # sampling on its own thread
     finally:
         sampler.stop()
+
+
+def test_a_prefix_where_nothing_can_be_written_is_refused_naming_it(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(PROFILE_ENV, str(blocker / "run"))
+    with pytest.raises(ValueError, match=f"{PROFILE_ENV}=.*a-file/run: cannot write the profile"):
+        profile_stage_if_asked("rfdetr_seg_engine")
