@@ -48,6 +48,14 @@ def test_a_new_leading_axis_is_re_viewed_not_copied():
     assert torch.equal(fixed, source)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU stage's outputs need a CUDA device")
+def test_gpu_outputs_with_a_size_one_axis_are_re_viewed_on_the_device():
+    source = torch.arange(6.0, device="cuda").as_strided((1, 3, 2), (0, 2, 1))  # as numpy's x[None]
+    fixed = with_row_major_strides(source)
+    assert list(fixed.stride()) == row_major((1, 3, 2)) and fixed.device == source.device
+    assert fixed.data_ptr() == source.data_ptr() and torch.equal(fixed, source)
+
+
 def test_transposed_and_sliced_tensors_become_row_major_copies():
     base = torch.arange(12.0).reshape(3, 4)
     for view in (base.t(), base[:, ::2]):
