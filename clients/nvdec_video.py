@@ -47,7 +47,7 @@ import logging
 from types import ModuleType
 from typing import Any
 
-from clients.video import Video, VideoError
+from clients.video_capture import Video, VideoError
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import av
 import numpy as np
 
-from clients.video import Video, VideoError
+from clients.video_capture import Video, VideoError
 
 logger = logging.getLogger(__name__)
 

@@ -47,6 +47,7 @@ def test_the_client_package_imports_and_decodes_without_torch():
             "clients.server_stats",
             "clients.reconnect",
             "clients.video",
+            "clients.video_capture",
             "clients.outputs",
             "clients.signals",
             "clients.runner",
