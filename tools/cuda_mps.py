@@ -9,8 +9,9 @@ CUDA shared memory served 555 -> 850 frames/s at concurrency 16 with nothing els
 (benchmarks/results/h200/perf-analyzer/mps/summary.md).
 
 The daemon is this server's own: a pipe folder of its own (CUDA_MPS_PIPE_DIRECTORY, a new one
-under the temporary folder), which only the server's environment names, so other CUDA programs on the host (a client's CUDA shared memory
-included) are not made MPS clients, and it is quit when the server stops. Where the daemon's
+under the temporary folder), which only the server's environment names, so other CUDA programs
+on the host (a client's CUDA shared memory included) are not made MPS clients, and it is quit
+when the server stops. Where the daemon's
 binary is missing (CPU hosts, Jetson) the server runs without it and the log says so.
 """
 
@@ -85,7 +86,11 @@ class CudaMpsDaemon:
         if self._process.poll() is None:
             try:
                 subprocess.run(
-                    [self._process.args[0]], input=b"quit\n", env={**os.environ, **self.env}, timeout=timeout_s, check=False,
+                    [self._process.args[0]],
+                    input=b"quit\n",
+                    env={**os.environ, **self.env},
+                    timeout=timeout_s,
+                    check=False,
                     capture_output=True,
                 )
                 self._process.wait(timeout_s)
