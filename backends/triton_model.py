@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
+from torch.utils.dlpack import to_dlpack
 
 from backends.errors import InvalidRequestError
 from backends.stage_profile import PROFILE_ENV, StackSampler, profile_stage_if_asked
@@ -150,12 +151,35 @@ def request_flag(request, key: str, default: bool) -> bool:
 def output_tensor(name: str, value):
     """An output tensor from a torch tensor (either device) or a numpy array, through DLPack.
 
+    A GPU tensor must be finished: it is handed over as a DLPack capsule, which the python
+    backend takes as it is. Given the tensor itself, the stub asks it for a capsule on the
+    stub's own stream (torch records an event and makes that stream wait on it) and then
+    synchronizes that stream: for every output, ~30 a batch in the engine stage, 18 % of its
+    time at concurrency 32 (benchmarks/results/h200/perf-analyzer/concurrency-32.md).
+    serve_batch waits for a batch's device work once instead (finish_device_work).
+
     Not pb_utils.Tensor(name, ndarray): the python backend of tritonserver 2.51 sends tensors
     built from numpy >= 2 arrays with no data (seen on the GPU host, numpy 2.5)."""
     import triton_python_backend_utils as pb_utils
 
-    tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
-    return pb_utils.Tensor.from_dlpack(name, with_row_major_strides(tensor))
+    tensor = with_row_major_strides(value if isinstance(value, torch.Tensor) else torch.from_numpy(value))
+    return pb_utils.Tensor.from_dlpack(name, to_dlpack(tensor) if tensor.is_cuda else tensor)
+
+
+def finish_device_work(results: list) -> int:
+    """Waits until the GPU tensors among results (Outputs, or exceptions that are skipped) are
+    computed, one wait per device on its current stream, where the stages compute; returns how
+    many devices it waited on."""
+    devices = {
+        value.device
+        for outputs in results
+        if not isinstance(outputs, Exception)
+        for value in outputs.values()
+        if isinstance(value, torch.Tensor) and value.is_cuda
+    }
+    for device in devices:
+        torch.cuda.current_stream(device).synchronize()
+    return len(devices)
 
 
 def with_row_major_strides(tensor: torch.Tensor) -> torch.Tensor:
@@ -230,6 +254,7 @@ def serve_batch(
             raise RuntimeError(f"batched call returned {len(results)} results for {len(items)} requests")
     except Exception as error:  # noqa: BLE001 - isolated below
         results = [error] if len(items) == 1 else [_run_alone(run, item) for item in items]
+    finish_device_work(results)
     for position, result in zip(positions, results):
         try:
             responses[position] = error_response(result) if isinstance(result, Exception) else served(result)

@@ -13,6 +13,7 @@ import torch
 
 from backends.errors import InvalidRequestError
 from backends.triton_model import (
+    finish_device_work,
     freeze_startup_objects,
     request_flag,
     serve_batch,
@@ -143,6 +144,38 @@ def test_cancelled_requests_are_answered_cancelled(fake_pb_utils):
     responses = serve_batch([FakeRequest(1, cancelled=True), FakeRequest(2)], read_value, double_all)
     assert responses[0].error.code == "CANCELLED"
     assert responses[1].output_tensors[0][1].item() == 4
+
+
+def test_cpu_outputs_and_failed_items_need_no_device_wait():
+    assert finish_device_work([{"a": torch.zeros(2), "b": np.zeros(2)}, RuntimeError("failed item")]) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU outputs need a CUDA device")
+def test_gpu_outputs_are_handed_over_as_capsules_after_one_wait_a_batch(fake_pb_utils, monkeypatch):
+    handed, waits = [], []
+    synchronize = torch.cuda.Stream.synchronize
+
+    def from_dlpack(name, value):
+        handed.append(type(value).__name__)
+        return name, torch.from_dlpack(value)
+
+    def counted_synchronize(stream):
+        waits.append(stream)
+        return synchronize(stream)
+
+    monkeypatch.setattr(FakePbUtils.Tensor, "from_dlpack", staticmethod(from_dlpack))
+    monkeypatch.setattr(torch.cuda.Stream, "synchronize", counted_synchronize)
+
+    def run(values):
+        busy = torch.ones(2048, 2048, device="cuda")
+        for _ in range(20):  # queued work the hand-over must wait for
+            busy = busy @ busy / 2048
+        return [{"out": torch.tensor([2.0 * v], device="cuda") * busy[0, :1], "rows": busy[:2]} for v in values]
+
+    responses = serve_batch([FakeRequest(1), FakeRequest(2), FakeRequest(3)], read_value, run)
+    assert handed == ["PyCapsule"] * 6
+    assert len(waits) == 1
+    assert [r.output_tensors[0][1].item() for r in responses] == [2.0, 4.0, 6.0]
 
 
 def test_split_rows_gives_each_request_its_rows():
