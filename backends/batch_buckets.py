@@ -4,7 +4,8 @@ A CUDA graph replays fixed shapes, so an engine captures one graph per bucket an
 up to the smallest bucket that holds it. Up to 8 rows RF-DETR's forward costs about the same
 (launch-bound), so powers of two do there; above, its time grows with the rows, and the midpoint
 between two powers (12, 24, ...) keeps the padding under a third: at concurrency 32 the ensemble
-hands the engine batches of about 9-10, which a 16-row graph computed at 16 rows' cost. The count
+hands the engine batches of about 9-10, which cost 3.66 ms through a 16-row graph and 2.94 through
+a 12-row one on an H200 (benchmarks/results/h200/perf-analyzer/engine-handoff.md). The count
 of graphs (each a compile of about half a minute, in parallel at build time) stays small. The same
 sizes are the dynamic batcher's preferred sizes, so most batches need no padding at all.
 """
