@@ -17,6 +17,7 @@ from backends.triton_model import (
     freeze_startup_objects,
     request_flag,
     serve_batch,
+    serve_rows,
     split_rows,
     stage_devices,
     with_row_major_strides,
@@ -88,6 +89,17 @@ class FakePbUtils:
         @staticmethod
         def log_info(message):
             pass
+
+    @staticmethod
+    def get_input_tensor_by_name(request, name):
+        """The request's `value` as its one input (a tensor), whatever the name."""
+        value = request.value
+
+        class Input:
+            def to_dlpack(self):
+                return torch.utils.dlpack.to_dlpack(value)
+
+        return Input()
 
 
 class FakeRequest:
@@ -176,6 +188,34 @@ def test_gpu_outputs_are_handed_over_as_capsules_after_one_wait_a_batch(fake_pb_
     assert handed == ["PyCapsule"] * 6
     assert len(waits) == 1
     assert [r.output_tensors[0][1].item() for r in responses] == [2.0, 4.0, 6.0]
+
+
+def doubled_rows(batch):
+    return {"out": batch * 2, "rows": torch.full((len(batch),), len(batch))}
+
+
+def test_serve_rows_runs_every_requests_rows_as_one_batch(fake_pb_utils):
+    requests = [FakeRequest(torch.ones(2, 3)), FakeRequest(torch.full((1, 3), 5.0))]
+    responses = serve_rows(requests, "input", doubled_rows, torch.device("cpu"))
+    first, second = (dict(r.output_tensors) for r in responses)
+    assert first["out"].tolist() == [[2.0] * 3] * 2 and second["out"].tolist() == [[10.0] * 3]
+    assert first["rows"].tolist() == [3, 3] and second["rows"].tolist() == [3]  # one batch of 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="moving host rows to the GPU needs a CUDA device")
+def test_serve_rows_uploads_host_rows_before_concatenating_them(fake_pb_utils, monkeypatch):
+    concatenated_on = []
+    cat = torch.cat
+
+    def recorded_cat(tensors, *args, **kwargs):
+        concatenated_on.extend(t.device.type for t in tensors)
+        return cat(tensors, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "cat", recorded_cat)
+    requests = [FakeRequest(torch.ones(2, 3)), FakeRequest(torch.full((1, 3), 5.0))]
+    responses = serve_rows(requests, "input", doubled_rows, torch.device("cuda"))
+    assert concatenated_on == ["cuda", "cuda"]
+    assert dict(responses[1].output_tensors)["out"].tolist() == [[10.0] * 3]
 
 
 def test_split_rows_gives_each_request_its_rows():

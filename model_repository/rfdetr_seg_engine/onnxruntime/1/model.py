@@ -25,4 +25,4 @@ class TritonPythonModel:
         return {name: torch.from_numpy(array) for name, array in outputs.items()}
 
     def execute(self, requests):
-        return serve_rows(requests, ENGINE_INPUT, self._run)
+        return serve_rows(requests, ENGINE_INPUT, self._run, torch.device("cpu"))

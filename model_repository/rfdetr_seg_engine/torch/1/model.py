@@ -42,4 +42,4 @@ class TritonPythonModel:
         return {name: tensor.to(self.devices.outputs) for name, tensor in outputs.items()}
 
     def execute(self, requests):
-        return serve_rows(requests, ENGINE_INPUT, self._run)
+        return serve_rows(requests, ENGINE_INPUT, self._run, self.devices.compute)
