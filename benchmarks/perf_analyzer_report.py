@@ -69,6 +69,7 @@ class Result:
     steps: dict[str, ServerTimes] = field(default_factory=dict)  # an ensemble's composing models
     error: str = ""  # perf_analyzer failed or was stopped
     skipped: str = ""  # not run, and why
+    unsteady_ms: int = 0  # the window length of a first try that did not steady (0: none)
 
     @property
     def ok(self) -> bool:
@@ -250,6 +251,14 @@ def write_markdown(results: list[Result], path: Path, header: dict[str, str]) ->
     lines += comparison_table(results)
     lines += ["", SERVER_SIDE, ""]
     lines += breakdown_table(results)
+    again = [r for r in results if r.unsteady_ms]
+    if again:
+        lines += ["", "Measured again in windows twice as long (the first try did not steady):", ""]
+        lines += [
+            f"- {r.run.stem}: not steady in {r.unsteady_ms} ms windows; "
+            + (f"then {r.error}" if r.error else f"steady in {2 * r.unsteady_ms} ms windows")
+            for r in again
+        ]
     unfinished = [r for r in results if not r.ok]
     if unfinished:
         lines += ["", "Not measured:", ""]

@@ -18,7 +18,8 @@ concurrency, batch-1 requests: the ensemble gets one rendered frame, the engine 
 preprocessed ([1, 3, R, R], backends.contract). Inputs travel plainly (none), through system
 shared memory (the server on this host) or CUDA shared memory (a GPU on this host). Runs go in
 order of importance (perf_analyzer_runs.plan_runs), so a --budget-s that cuts the tail still
-leaves paired comparisons across the range. Each run leaves <target>-<shm>-c<N>.csv (-f) and
+leaves paired comparisons across the range; a run whose windows do not steady is measured once
+more in windows twice as long where the budget allows, and summary.md says so. Each run leaves <target>-<shm>-c<N>.csv (-f) and
 .log (its output: the server-side and "Composing models" sections); summary.md and summary.csv
 gather them with the device and the commands; --tar-logs packs the per-run files and the server
 log into logs.tar.gz, so the results are three files.
@@ -345,10 +346,10 @@ def measure(
                 f"{region >> 20} MiB per ensemble output (the largest was {largest} bytes)"
             )
 
-        def execute_run(run: Run, timeout_s: float) -> Result:
+        def execute_run(run: Run, run_windows: Windows, timeout_s: float) -> Result:
             csv_path = logs / f"{run.stem}.csv"
             command = perf_analyzer_command(
-                binary, url, run, inputs[run.target], csv_path, windows, region
+                binary, url, run, inputs[run.target], csv_path, run_windows, region
             )
             result = execute(command, run, logs, timeout_s)
             if result.error.startswith("stopped") and run.shared_memory != "none":

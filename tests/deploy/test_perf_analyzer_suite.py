@@ -286,7 +286,7 @@ class FakeClock:
 def test_budget_skips_the_runs_that_would_not_finish(capsys):
     clock, timeouts = FakeClock(), []
 
-    def fake_run(run: Run, timeout_s: float) -> Result:  # takes 12 s of fake time
+    def fake_run(run: Run, windows: Windows, timeout_s: float) -> Result:  # takes 12 s of fake time
         timeouts.append(timeout_s)
         clock.now += 12.0
         return Result(run, ["fake"], {"throughput_infer_s": 1.0})
@@ -303,7 +303,7 @@ def test_budget_skips_the_runs_that_would_not_finish(capsys):
 def test_without_a_budget_every_run_runs_with_its_time_limit():
     clock, timeouts = FakeClock(), []
 
-    def fake_run(run: Run, timeout_s: float) -> Result:
+    def fake_run(run: Run, windows: Windows, timeout_s: float) -> Result:
         timeouts.append(timeout_s)
         clock.now += 100.0
         return Result(run, ["fake"], error="stopped")
@@ -313,6 +313,74 @@ def test_without_a_budget_every_run_runs_with_its_time_limit():
     )
     assert [r.error for r in results] == ["stopped", "stopped"]
     assert timeouts == [2 * WINDOWS.longest_run_s + 30] * 2
+
+
+UNSTEADY_ERROR = (
+    "perf_analyzer exited 2: Failed to obtain stable measurement within 5 measurement windows "
+    "for concurrency 16. Please try to increase the --measurement-interval."
+)
+
+
+def unsteady_in(short_ms: int, clock: FakeClock, calls: list):
+    """A fake run that takes its longest time and does not steady in windows of short_ms."""
+
+    def fake_run(run: Run, windows: Windows, timeout_s: float) -> Result:
+        calls.append((run.stem, windows.interval_ms, timeout_s))
+        clock.now += windows.longest_run_s
+        if windows.interval_ms <= short_ms:
+            return Result(run, ["fake"], error=UNSTEADY_ERROR)
+        metrics = {"throughput_infer_s": 1.0, "p50_ms": 2.0, "p99_ms": 3.0}
+        return Result(run, ["fake", str(windows.interval_ms)], metrics)
+
+    return fake_run
+
+
+def test_a_run_that_does_not_steady_is_measured_again_in_windows_twice_as_long(capsys, tmp_path):
+    clock, calls = FakeClock(), []
+    runs = plan_runs(["engine"], ["system"], [16])
+    results = run_within_budget(runs, unsteady_in(1500, clock, calls), None, WINDOWS, clock)
+    longer = WINDOWS.longer()
+    assert calls == [
+        ("engine-system-c16", 1500, 2 * WINDOWS.longest_run_s + 30),
+        ("engine-system-c16", 3000, 2 * longer.longest_run_s + 30),
+    ]
+    assert results[0].ok and results[0].unsteady_ms == 1500 and results[0].command[-1] == "3000"
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["[1/1] engine-system-c16: not steady in 12.5 s; again in 3000 ms windows",
+                       "[1/1] engine-system-c16: ok in 32.5 s"]  # fmt: skip
+    text = write_markdown(results, tmp_path / "summary.md", {})
+    assert "- engine-system-c16: not steady in 1500 ms windows; steady in 3000 ms windows" in text
+
+
+def test_a_run_still_unsteady_in_longer_windows_fails_saying_both(tmp_path):
+    clock, calls = FakeClock(), []
+    runs = plan_runs(["engine"], ["none"], [16])
+    results = run_within_budget(runs, unsteady_in(3000, clock, calls), None, WINDOWS, clock)
+    assert [c[1] for c in calls] == [1500, 3000]  # one more try, not more
+    assert results[0].error == UNSTEADY_ERROR and results[0].unsteady_ms == 1500
+    text = write_markdown(results, tmp_path / "summary.md", {})
+    assert f"- engine-none-c16: not steady in 1500 ms windows; then {UNSTEADY_ERROR}" in text
+
+
+def test_no_second_try_when_the_budget_cannot_hold_it():
+    clock, calls = FakeClock(), []
+    runs = plan_runs(["engine"], ["none"], [16, 32])
+    # The first try ends at 12.5 s; windows twice as long need up to 20 s, 15 are left.
+    results = run_within_budget(runs, unsteady_in(1500, clock, calls), 27.5, WINDOWS, clock)
+    assert [c[1] for c in calls] == [1500, 1500]
+    assert results[0].error == UNSTEADY_ERROR and results[0].unsteady_ms == 0
+    assert not results[1].ok
+
+
+def test_a_failure_other_than_unsteady_is_not_run_again():
+    clock, calls = FakeClock(), []
+
+    def refused(run: Run, windows: Windows, timeout_s: float) -> Result:
+        calls.append(windows.interval_ms)
+        return Result(run, ["fake"], error="perf_analyzer exited 99: model not ready")
+
+    run_within_budget(plan_runs(["engine"], ["none"], [1]), refused, None, WINDOWS, clock)
+    assert calls == [1500]
 
 
 # The requests
