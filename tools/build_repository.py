@@ -92,6 +92,9 @@ class RepositorySpec:
         queue_delay_us: overrides the target's, for every stage (tests use a long one).
         reference_stages: python stages run the reference torch ops instead of the target's
             kernels: the baseline kernels are measured against, and a fallback while debugging.
+        engine_instances: overrides the target's engine instance count. On the H200 two served
+            the ensemble over CUDA shm at concurrency 16 at 1529 requests/s against 975 with one
+            (benchmarks/results/h200/perf-analyzer/engine-handoff.md, section 5).
     """
 
     target: Target
@@ -102,6 +105,7 @@ class RepositorySpec:
     max_batch_size: int | None = None
     queue_delay_us: int | None = None
     reference_stages: bool = False
+    engine_instances: int | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -115,6 +119,7 @@ class RepositorySpec:
             raise ValueError(f"the {self.engine} engine loads a {suffix} file, got {self.engine_file}")
         check_readable(self.engine_file, f"{self.engine} engine file")
         check_positive(self.max_batch_size, "max batch size")
+        check_positive(self.engine_instances, "engine instance count")
         if self.queue_delay_us is not None and self.queue_delay_us < 0:
             raise ValueError(f"queue delay must be >= 0 us, got {self.queue_delay_us}")
         if len(self.postprocess.classes.names) != self.shape.num_classes:
@@ -148,6 +153,8 @@ class RepositorySpec:
             ("reference", "reference") if self.reference_stages else (t.preprocess_impl, t.postprocess_impl)
         )
         engine = self.stage_values(t.engine, t.engine_device(self.engine), t.engine_instance_kind(self.engine))
+        if self.engine_instances is not None:
+            engine["INSTANCE_COUNT"] = str(self.engine_instances)
         max_batch = int(engine["MAX_BATCH_SIZE"])
         # The sizes the graph-replaying engines (TensorRT's graphs, the compiled torch engine's
         # buckets) run without padding; 1 has its own graph but is no batch to wait for.
@@ -305,6 +312,7 @@ def spec_from_files(
     queue_delay_us: int | None = None,
     reference_stages: bool = False,
     polygons: bool = True,
+    engine_instances: int | None = None,
 ) -> RepositorySpec:
     """The spec for an export's files; every value is checked, naming what is wrong."""
     chosen = get_target(target)
@@ -333,6 +341,7 @@ def spec_from_files(
         max_batch_size,
         queue_delay_us,
         reference_stages,
+        engine_instances,
     )
 
 
@@ -348,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-select", type=int, help="top-k size (default: the engine's query count)")
     parser.add_argument("--max-batch-size", type=int, help="every stage's (default: the target's)")
     parser.add_argument("--queue-delay-us", type=int, help="every stage's (default: the target's)")
+    parser.add_argument(
+        "--engine-instances",
+        type=int,
+        help="the engine's instance count (default: the target's; two served 1.6x over CUDA shm "
+        "at concurrency 16 on an H200: benchmarks/results/h200/perf-analyzer/engine-handoff.md)",
+    )
     parser.add_argument(
         "--reference-stages",
         action="store_true",
@@ -374,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             queue_delay_us=args.queue_delay_us,
             reference_stages=args.reference_stages,
             polygons=not args.no_polygons,
+            engine_instances=args.engine_instances,
         )
     except (ValueError, OSError) as error:
         parser.error(str(error))

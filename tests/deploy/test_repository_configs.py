@@ -183,6 +183,7 @@ def test_shapes_come_from_the_onnx_file(nano_export, tmp_path):
         (["--score-threshold", "1.5"], "got 1.5"),
         (["--num-select", "0"], "num_select must be an integer >= 1, got 0"),
         (["--max-batch-size", "0"], "max batch size must be an integer >= 1, got 0"),
+        (["--engine-instances", "0"], "engine instance count must be an integer >= 1, got 0"),
         (["--target", "tpu"], "unknown target 'tpu'"),
         (["--engine", "tensorrt"], "target cpu serves the engines \\['onnx', 'torch'\\], not 'tensorrt'"),
         (["--target", "gpu", "--engine", "tensorrt"], "needs its plan file"),
@@ -217,6 +218,17 @@ def test_polygons_can_be_switched_off_per_deployment(nano_export, tmp_path):
 
     assert main(["--onnx", str(nano_export.onnx), "--no-polygons", "--out", str(tmp_path / "r")]) == 0
     assert parameters(load_repository(tmp_path / "r")[POSTPROCESS])["polygons"] == "no"
+
+
+def test_the_engine_instance_count_can_be_chosen_per_deployment(nano_export, tmp_path):
+    from tools.build_repository import main
+
+    assert main(["--onnx", str(nano_export.onnx), "--engine-instances", "2", "--out", str(tmp_path / "r")]) == 0
+    configs = load_repository(tmp_path / "r")
+    assert [g.count for g in configs[ENGINE].instance_group] == [2]
+    default = load_repository(render_repository(config_spec("cpu", "onnx", tmp_path), tmp_path / "default"))
+    for stage in (PREPROCESS, POSTPROCESS):  # the other stages keep the target's counts
+        assert configs[stage].instance_group == default[stage].instance_group
 
 
 def test_a_gpu_torch_engine_is_left_to_the_server_to_compile_on_a_host_without_gpu(nano_export, tmp_path):
