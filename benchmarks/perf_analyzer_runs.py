@@ -107,6 +107,11 @@ class Windows:
         """What one run takes at most when the server keeps up: every window, plus overhead."""
         return self.max_trials * self.interval_ms / 1000 + RUN_OVERHEAD_S
 
+    @property
+    def time_limit_s(self) -> float:
+        """When a run is stopped: twice the longest it should take, plus 30 s."""
+        return 2 * self.longest_run_s + 30
+
     def longer(self) -> Windows:
         """The same windows twice as long, for a run that did not steady in these."""
         return replace(self, interval_ms=2 * self.interval_ms)
@@ -236,12 +241,13 @@ def run_within_budget(
 ) -> list[Result]:
     """Executes the runs in order while the next one can finish before the deadline (a clock()
     value, None: no limit), judged by the longest run so far (before any, the longest a run
-    should take); the rest are recorded as skipped. A run is stopped after twice the longest it
-    should take plus 30 s, or at the deadline. A run whose windows did not steady is executed
+    should take); the rest are recorded as skipped. A run is stopped at its windows' time limit
+    or at the deadline. A run whose windows did not steady is executed
     once more in windows twice as long when that can finish before the deadline (its result's
     unsteady_ms says so): on the H200 host the engine alone at 16 steadied so, twice."""
     results: list[Result] = []
     expected_s = windows.longest_run_s
+    longer = windows.longer()
     longest_s = 0.0
     for i, run in enumerate(runs):
         left = _left(deadline, clock)
@@ -251,14 +257,14 @@ def run_within_budget(
             results += [Result(r, [], skipped=reason) for r in runs[i:]]
             break
         started = clock()
-        result = execute_run(run, windows, min(2 * expected_s + 30, left))
+        result = execute_run(run, windows, min(windows.time_limit_s, left))
         took_s = clock() - started
         longest_s = max(longest_s, took_s)  # the next run's estimate: first tries only
-        longer, left = windows.longer(), _left(deadline, clock)
+        left = _left(deadline, clock)
         if UNSTEADY in result.error and left >= longer.longest_run_s:
             print(f"[{i + 1}/{len(runs)}] {run.stem}: not steady in {took_s:.1f} s; again in "
                   f"{longer.interval_ms} ms windows", flush=True)  # fmt: skip
-            result = execute_run(run, longer, min(2 * longer.longest_run_s + 30, left))
+            result = execute_run(run, longer, min(longer.time_limit_s, left))
             result.unsteady_ms = windows.interval_ms
             took_s = clock() - started
         results.append(result)

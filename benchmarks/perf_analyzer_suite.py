@@ -19,10 +19,10 @@ preprocessed ([1, 3, R, R], backends.contract). Inputs travel plainly (none), th
 shared memory (the server on this host) or CUDA shared memory (a GPU on this host). Runs go in
 order of importance (perf_analyzer_runs.plan_runs), so a --budget-s that cuts the tail still
 leaves paired comparisons across the range; a run whose windows do not steady is measured once
-more in windows twice as long where the budget allows, and summary.md says so. Each run leaves <target>-<shm>-c<N>.csv (-f) and
-.log (its output: the server-side and "Composing models" sections); summary.md and summary.csv
-gather them with the device and the commands; --tar-logs packs the per-run files and the server
-log into logs.tar.gz, so the results are three files.
+more in windows twice as long where the budget allows, and summary.md says so. Each run leaves
+<target>-<shm>-c<N>.csv (-f) and .log (its output: the server-side and "Composing models"
+sections); summary.md and summary.csv gather them with the device and the commands; --tar-logs
+packs the per-run files and the server log into logs.tar.gz, so the results are three files.
 """
 
 from __future__ import annotations

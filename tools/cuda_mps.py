@@ -11,8 +11,8 @@ CUDA shared memory served 555 -> 850 frames/s at concurrency 16 with nothing els
 The daemon is this server's own: a pipe folder of its own (CUDA_MPS_PIPE_DIRECTORY, a new one
 under the temporary folder), which only the server's environment names, so other CUDA programs
 on the host (a client's CUDA shared memory included) are not made MPS clients, and it is quit
-when the server stops. Where the daemon's
-binary is missing (CPU hosts, Jetson) the server runs without it and the log says so.
+when the server stops. Where the daemon's binary is missing (CPU hosts, Jetson) the server runs
+without it and the log says so.
 """
 
 from __future__ import annotations
