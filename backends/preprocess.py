@@ -14,6 +14,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from backends.contract import MEANS, STDS
 from backends.frames import check_frame
+from backends.host_upload import upload
 
 
 def preprocess_frame(image_bgr: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -35,7 +36,7 @@ def preprocess_batch(frames: list[torch.Tensor], resolution: int, device: torch.
     """Frames of any sizes -> float32 (B, 3, resolution, resolution) on `device`."""
     out = torch.empty((len(frames), 3, resolution, resolution), dtype=torch.float32, device=device)
     for row, frame in zip(out, frames):
-        row.copy_(preprocess_frame(frame.to(device, non_blocking=True), resolution)[0])
+        row.copy_(preprocess_frame(upload(frame, device), resolution)[0])
     return out
 
 
@@ -45,7 +46,7 @@ def preprocess_batch_kernel(frames: list[torch.Tensor], resolution: int, device:
     # Imported here: triton is needed only where this impl is served.
     from backends.preprocess_kernel import preprocess_frames
 
-    return preprocess_frames([frame.to(device, non_blocking=True) for frame in frames], resolution)
+    return preprocess_frames([upload(frame, device) for frame in frames], resolution)
 
 
 # The preprocess model's `impl` parameter picks one of these.

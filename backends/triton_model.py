@@ -18,6 +18,7 @@ import torch
 from torch.utils.dlpack import to_dlpack
 
 from backends.errors import InvalidRequestError
+from backends.host_upload import upload
 from backends.stage_profile import PROFILE_ENV, StackSampler, profile_stage_if_asked
 
 Item = TypeVar("Item")
@@ -288,7 +289,7 @@ def serve_rows(
     and 0.97 ms (benchmarks/results/h200/engine-host-rows.md)."""
 
     def run_batch(inputs: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        return split_rows(run(torch.cat([rows.to(device) for rows in inputs])), [len(x) for x in inputs])
+        return split_rows(run(torch.cat([upload(rows, device) for rows in inputs])), [len(x) for x in inputs])
 
     return serve_batch(requests, lambda request: input_tensor(request, name), run_batch)
 
