@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from backends.server_log import log_info
+
 SHARED_MEMORY_DIR = "/dev/shm/"
 
 
@@ -40,13 +42,6 @@ def cuda_host_register(start: int, size: int) -> str | None:
     cudart = torch.cuda.cudart()
     error = cudart.cudaHostRegister(start, size, 0)
     return None if error == cudart.cudaError.success else str(error)
-
-
-def log_info(message: str) -> None:
-    # Imported here: backends.triton_model uploads through this module.
-    from backends.triton_model import log_info as server_log
-
-    server_log(message)
 
 
 class PinnedMappings:

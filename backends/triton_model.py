@@ -19,6 +19,7 @@ from torch.utils.dlpack import to_dlpack
 
 from backends.errors import InvalidRequestError
 from backends.host_upload import upload
+from backends.server_log import log_info
 from backends.stage_profile import PROFILE_ENV, StackSampler, profile_stage_if_asked
 
 Item = TypeVar("Item")
@@ -104,13 +105,6 @@ def input_dims(args: dict, name: str) -> list[int]:
         if tensor["name"] == name:
             return [int(d) for d in tensor["dims"]]
     raise ValueError(f"config.pbtxt of {args['model_name']} has no input {name!r}")
-
-
-def log_info(message: str) -> None:
-    """A line in tritonserver's log."""
-    import triton_python_backend_utils as pb_utils
-
-    pb_utils.Logger.log_info(message)
 
 
 _reported_inputs: set[str] = set()
