@@ -106,3 +106,11 @@ def test_upload_registers_shared_memory_and_copies_it_exactly(shm_tensor, log_li
     assert torch.equal(on_gpu.cpu(), shm_tensor)
     heap = torch.arange(1000, dtype=torch.float32)
     assert torch.equal(upload(heap, torch.device("cuda")).cpu(), heap) and not heap.is_pinned()
+
+
+def test_outside_a_stub_the_log_lines_go_to_python_logging(caplog):
+    from backends.server_log import log_info
+
+    with caplog.at_level("INFO", logger="backends.server_log"):
+        log_info("shared memory registered")
+    assert caplog.messages == ["shared memory registered"]
