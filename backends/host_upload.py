@@ -11,7 +11,8 @@ the same mapping is page-locked: an upload costs the host ~10 us and runs at the
 Registering is safe for the stub's life: python_backend's SharedMemoryManager never unmaps a
 region it grew (it keeps the old mappings), so a registered address range keeps its pages.
 Memory that is not a /dev/shm mapping (a test's tensors, a CPU stage's own buffers) is uploaded
-as before.
+as before, after a look at /proc/self/maps each time: not cached, because the address range of
+a freed buffer may later hold a grown region. Served stages get every input in shared memory.
 """
 
 from __future__ import annotations
