@@ -18,7 +18,6 @@ cache that a build (tools.build_repository on this GPU) left in this process's c
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from backends.batch_buckets import bucket_sizes
 from backends.contract import MODEL_SIZES
 from backends.engine_compiled import CompiledEngine
 from backends.engine_torch import TorchEngine
-from benchmarks.host import device_description
+from benchmarks.host import publish_report
 
 
 def median_ms(fn, repeats: int = 50) -> float:
@@ -130,16 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes.split(","):
         rows += bench_size(size, batches, size in args.baseline_sizes.split(","))
         print(table(rows), flush=True)
-    report = (
-        f"# Engine: eager vs torch.compile + CUDA graph baseline vs the compiled engine\n\n"
-        f"Device: {device_description()}\n\n"
-        f"Command: `python -m benchmarks.bench_engine {shlex.join(argv if argv is not None else sys.argv[1:])}`\n\n"
-        f"{table(rows)}\n"
-    )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
-    print(report)
+    argv = argv if argv is not None else sys.argv[1:]
+    title = "Engine: eager vs torch.compile + CUDA graph baseline vs the compiled engine"
+    publish_report(title, "benchmarks.bench_engine", argv, table(rows), args.out)
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import mmap
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ import torch
 import torch.multiprocessing as mp
 
 from backends.host_upload import PinnedMappings
-from benchmarks.host import device_description
+from benchmarks.host import publish_report
 
 FRAME_BYTES = 1080 * 1920 * 3
 
@@ -126,16 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     for processes in counts:
         for memory in ("pageable", "registered"):
             measured[(memory, processes)] = measure(memory == "registered", processes, args.frames, args.repeats)
-    report = (
-        "# Host frames to the GPU from /dev/shm: pageable against registered\n\n"
-        f"Device: {device_description()}\n\n"
-        f"Command: `python -m benchmarks.bench_host_upload {shlex.join(argv if argv is not None else sys.argv[1:])}`\n\n"
-        f"{table(measured)}\n"
-    )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
-    print(report)
+    argv = argv if argv is not None else sys.argv[1:]
+    title = "Host frames to the GPU from /dev/shm: pageable against registered"
+    publish_report(title, "benchmarks.bench_host_upload", argv, table(measured), args.out)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,3 +27,18 @@ def device_description() -> str:
         names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
         cpu = names[0] if names else cpu
     return f"GPU: {', '.join(gpus) or 'none'}; CPU: {cpu} ({os.cpu_count()} cores)"
+
+
+def publish_report(title: str, module: str, argv: list[str], body: str, out: Path | None) -> None:
+    """A results page (title, this host, the command, `body`) printed, and written to `out`
+    when given."""
+    report = (
+        f"# {title}\n\n"
+        f"Device: {device_description()}\n\n"
+        f"Command: `python -m {module} {shlex.join(argv)}`\n\n"
+        f"{body}\n"
+    )
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)
+    print(report)
