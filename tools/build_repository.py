@@ -92,9 +92,10 @@ class RepositorySpec:
         queue_delay_us: overrides the target's, for every stage (tests use a long one).
         reference_stages: python stages run the reference torch ops instead of the target's
             kernels: the baseline kernels are measured against, and a fallback while debugging.
-        engine_instances: overrides the target's engine instance count. On the H200 two served
-            the ensemble over CUDA shm at concurrency 16 at 1529 requests/s against 975 with one
-            (benchmarks/results/h200/perf-analyzer/engine-handoff.md, section 5).
+        engine_instances: overrides the target's engine instance count. On an H200 two served
+            the ensemble over CUDA shm 11-20 % more than one at concurrency 16 and 32, and about
+            5 % less over system shm and plain gRPC
+            (benchmarks/results/h200/perf-analyzer/two-engine-instances-registered/).
     """
 
     target: Target
@@ -360,8 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--engine-instances",
         type=int,
-        help="the engine's instance count (default: the target's; two served 1.6x over CUDA shm "
-        "at concurrency 16 on an H200: benchmarks/results/h200/perf-analyzer/engine-handoff.md)",
+        help="the engine's instance count (default: the target's; on an H200 two served the ensemble "
+        "11-20%% more over CUDA shm, ~5%% less over system shm and plain gRPC: "
+        "benchmarks/results/h200/host-upload.md)",
     )
     parser.add_argument(
         "--reference-stages",
