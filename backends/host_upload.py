@@ -51,16 +51,10 @@ class PinnedMappings:
     Args:
         register: registers [start, start + size); returns None or the reason it failed
             (cuda_host_register; a unit test passes a fake).
-        find_mapping: the shared mapping holding an address, or None (shared_mapping).
     """
 
-    def __init__(
-        self,
-        register: Callable[[int, int], str | None] = cuda_host_register,
-        find_mapping: Callable[[int], tuple[int, int] | None] = shared_mapping,
-    ) -> None:
+    def __init__(self, register: Callable[[int, int], str | None] = cuda_host_register) -> None:
         self._register = register
-        self._find_mapping = find_mapping
         self.pinned: list[tuple[int, int]] = []
         self._refused: list[tuple[int, int]] = []
 
@@ -73,7 +67,7 @@ class PinnedMappings:
             return True
         if any(start <= address < end for start, end in self._refused):
             return False
-        mapping = self._find_mapping(address)
+        mapping = shared_mapping(address)
         if mapping is None:
             return False
         start, end = mapping
