@@ -83,7 +83,12 @@ TARGETS = {
         postprocess=StagePlan(1, 8, 0),
     ),
     # The engine's cost per frame falls with the batch (compiled Nano on an H200: 1.19 ms at
-    # batch 1, 7.0 ms at 32): batches up to 32 with a 1 ms wait; pre/post take what is queued.
+    # batch 1, 7.0 ms at 32): batches up to 32; pre/post take what is queued. The engine waits
+    # 250 us for a second request: inside the ensemble the preprocess instances hand it frames
+    # one by one, and a 1 ms wait was a millisecond added to every lone frame. Side by side on
+    # one H200 over system shm, 250 against 1000 us: the ensemble 484 against 377 requests/s at
+    # concurrency 4, 872 against 801 at 32; 0 us lost the engine alone 19 % at 16
+    # (benchmarks/results/h200/perf-analyzer/queue-delay.md).
     # Three preprocess and three postprocess instances: their time is host work (1080p frames
     # copied in and up, contours traced), which runs in parallel across stub processes. 1080p
     # over system shm at concurrency 32 on the H200 host: the ensemble served 225 / 403 / 537
@@ -97,7 +102,7 @@ TARGETS = {
         preprocess_impl="triton",
         postprocess_impl="triton",
         preprocess=StagePlan(3, 32, 0),
-        engine=StagePlan(1, 32, 1000),
+        engine=StagePlan(1, 32, 250),
         postprocess=StagePlan(3, 32, 0),
         cuda_memory_pool_bytes=1 << 30,
         cuda_mps=True,
