@@ -5,6 +5,7 @@ import torch
 
 from backends import contract as c
 from backends.classes import ClassTable
+from backends.host_heap import keep_freed_host_memory
 from backends.postprocess import POSTPROCESS_IMPLS
 from backends.postprocess_settings import PostprocessSettings
 from backends.results import encode_result
@@ -28,6 +29,7 @@ INPUTS = (c.DETS, c.LABELS, c.MASKS, c.IMAGE_SIZE)
 
 class TritonPythonModel:
     def initialize(self, args):
+        keep_freed_host_memory(args["model_name"])
         model_dir = os.path.join(args["model_repository"], args["model_version"])
         self.settings = PostprocessSettings(
             num_select=int(model_parameter(args, "num_select")),

@@ -3,6 +3,7 @@ import torch
 from backends.contract import ENGINE_INPUT, IMAGE, IMAGE_SIZE
 from backends.errors import InvalidRequestError
 from backends.frames import check_frame
+from backends.host_heap import keep_freed_host_memory
 from backends.preprocess import PREPROCESS_IMPLS
 from backends.triton_model import (
     freeze_startup_objects,
@@ -20,6 +21,7 @@ from backends.warmup import WARM_UP_FRAMES, synthetic_frames
 
 class TritonPythonModel:
     def initialize(self, args):
+        keep_freed_host_memory(args["model_name"])
         self.resolution = int(model_parameter(args, "resolution"))
         self.devices = stage_devices(args)
         impl, self.preprocess = stage_impl(args, PREPROCESS_IMPLS, self.devices)

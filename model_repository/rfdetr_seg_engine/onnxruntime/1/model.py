@@ -4,6 +4,7 @@ import torch
 
 from backends.contract import ENGINE_INPUT
 from backends.engine_onnx import OnnxEngine
+from backends.host_heap import keep_freed_host_memory
 from backends.triton_model import (
     freeze_startup_objects,
     model_parameter,
@@ -14,6 +15,7 @@ from backends.triton_model import (
 
 class TritonPythonModel:
     def initialize(self, args):
+        keep_freed_host_memory(args["model_name"])
         model_dir = os.path.join(args["model_repository"], args["model_version"])
         self.engine = OnnxEngine(os.path.join(model_dir, model_parameter(args, "onnx_file")))
         freeze_startup_objects(args["model_name"])

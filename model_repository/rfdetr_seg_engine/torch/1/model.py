@@ -4,6 +4,7 @@ from backends.batch_buckets import bucket_sizes
 from backends.contract import ENGINE_INPUT
 from backends.engine_compiled import COMPILE_CACHE_FILE, CompiledEngine
 from backends.engine_torch import TorchEngine
+from backends.host_heap import keep_freed_host_memory
 from backends.triton_model import (
     freeze_startup_objects,
     log_info,
@@ -17,6 +18,7 @@ from backends.triton_model import (
 
 class TritonPythonModel:
     def initialize(self, args):
+        keep_freed_host_memory(args["model_name"])
         model_dir = Path(args["model_repository"]) / args["model_version"]
         self.devices = stage_devices(args)
         size = model_parameter(args, "size")
