@@ -4,13 +4,15 @@ without faulting their pages in again.
 Before each execute the python backend's stub copies every CPU input into a new numpy array,
 which is freed with the request. The copy happens because pybind11 copies an array made from a
 bare pointer (python_backend src/pb_tensor.cc: `py::array(dtype, dims, ptr)`, no base). That is
-6.2 MB for a 1080p frame (preprocess, over system shm or plain gRPC) and 4.9 MB for a frame's
-masks (postprocess on the cpu and jetson targets). glibc's malloc adjusts its thresholds as it
-runs (mallopt(3)). A freed block raises the mmap threshold to that block's size, and the trim
-threshold to twice that. Then, whenever a batch frees more than the trim threshold at the top of
-the heap, that memory goes back to the kernel. So every batch of several frames faulted its
-pages in again. Copying 1080p frames into new arrays in batches of 4 took 0.56 ms a frame on the
-CPU host, against 0.12 ms with the thresholds fixed (benchmarks/results/cpu/host-heap.md).
+6.2 MB for a 1080p frame (preprocess, over system shm or plain gRPC) and 2.4 MB for a Nano
+frame's masks (postprocess on the cpu and jetson targets). glibc's malloc adjusts its thresholds
+as it runs (mallopt(3)). A freed block raises the mmap threshold to that block's size, and the
+trim threshold to twice that. Then, whenever a batch frees more than the trim threshold at the
+top of the heap, that memory goes back to the kernel. So every batch of several frames faulted
+its pages in again. Copying 1080p frames into new arrays in batches of 4 took 0.56 ms a frame on
+the CPU host, against 0.12 ms with the thresholds fixed (benchmarks/results/cpu/host-heap.md).
+Served on an H200 at concurrency 32 over system shm, the ensemble went from 799 to 1337
+requests/s (benchmarks/results/h200/perf-analyzer/host-heap.md).
 
 Fixed thresholds also turn glibc's adjustment off. With them, blocks up to 32 MiB come from the
 heap: that covers a 4K frame, and 32 MiB is the largest mmap threshold glibc takes on 64-bit.
