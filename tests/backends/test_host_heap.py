@@ -5,8 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from backends import host_heap
 from backends.host_heap import (
     M_MMAP_THRESHOLD,
@@ -26,13 +24,6 @@ class FakeMallopt:
     def __call__(self, param: int, value: int) -> int:
         self.calls.append((param, value))
         return self.reply
-
-
-@pytest.fixture
-def log_lines(monkeypatch):
-    lines = []
-    monkeypatch.setattr(host_heap, "log_info", lines.append)
-    return lines
 
 
 def test_both_thresholds_are_fixed_and_the_log_says_so(log_lines):

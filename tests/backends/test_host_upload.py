@@ -8,7 +8,6 @@ import uuid
 import pytest
 import torch
 
-from backends import host_upload
 from backends.host_upload import PinnedMappings, shared_mapping, upload
 
 
@@ -28,13 +27,6 @@ def shm_tensor():
     yield tensor
     del tensor
     region.close()
-
-
-@pytest.fixture
-def log_lines(monkeypatch):
-    lines = []
-    monkeypatch.setattr(host_upload, "log_info", lines.append)
-    return lines
 
 
 def test_shared_mapping_finds_the_dev_shm_mapping_holding_an_address(shm_tensor):
