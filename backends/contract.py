@@ -17,9 +17,14 @@ ENSEMBLE = "rfdetr_seg"
 PREPROCESS = "rfdetr_seg_preprocess"
 ENGINE = "rfdetr_seg_engine"
 POSTPROCESS = "rfdetr_seg_postprocess"
+# Optional (tools.build_repository --jpeg): the same ensemble for frames sent as JPEG files, for
+# clients on other hosts, where a raw 1080p frame (6.2 MB) is the request's cost.
+JPEG_ENSEMBLE = "rfdetr_seg_jpeg"
+PREPROCESS_JPEG = "rfdetr_seg_preprocess_jpeg"
 
 # Tensor names.
 IMAGE = "image"  # ensemble input: one BGR uint8 frame
+JPEG = "jpeg"  # the JPEG ensemble's input: one frame's JPEG file, its bytes
 ENGINE_INPUT = "input"  # normalized RGB, R x R (the name rfdetr's export and the TensorRT plan use)
 DETS = "dets"  # normalized cxcywh boxes
 LABELS = "labels"  # class logits
@@ -77,6 +82,7 @@ RESULT_OUTPUTS = (
     TensorSpec(IMAGE_SIZE, "INT32", (2,)),
 )
 ENSEMBLE_OUTPUTS = tuple(TensorSpec(t.name, t.dtype, (1, *t.dims)) for t in RESULT_OUTPUTS)
+JPEG_ENSEMBLE_INPUTS = (TensorSpec(JPEG, "UINT8", (1, -1)),)
 
 # The batching stages (max_batch_size > 0): dims per frame.
 PREPROCESS_INPUTS = (TensorSpec(IMAGE, "UINT8", (-1, -1, 3)),)
@@ -84,6 +90,7 @@ PREPROCESS_OUTPUTS = (
     TensorSpec(ENGINE_INPUT, "FP32", (3, "R", "R")),
     TensorSpec(IMAGE_SIZE, "INT32", (2,)),
 )
+PREPROCESS_JPEG_INPUTS = (TensorSpec(JPEG, "UINT8", (-1,)),)
 ENGINE_INPUTS = (TensorSpec(ENGINE_INPUT, "FP32", (3, "R", "R")),)
 ENGINE_OUTPUT_SPECS = (
     TensorSpec(DETS, "FP32", ("Q", 4)),
@@ -98,6 +105,11 @@ STAGE_TENSORS = {
     PREPROCESS: (PREPROCESS_INPUTS, PREPROCESS_OUTPUTS),
     ENGINE: (ENGINE_INPUTS, ENGINE_OUTPUT_SPECS),
     POSTPROCESS: (POSTPROCESS_INPUTS, POSTPROCESS_OUTPUTS),
+}
+# What a repository built with the JPEG ensemble adds (its engine and postprocess are shared).
+JPEG_STAGE_TENSORS = {
+    JPEG_ENSEMBLE: (JPEG_ENSEMBLE_INPUTS, ENSEMBLE_OUTPUTS),
+    PREPROCESS_JPEG: (PREPROCESS_JPEG_INPUTS, PREPROCESS_OUTPUTS),
 }
 
 # ImageNet statistics RF-DETR was trained with (rfdetr.detr.RFDETR.means / stds), RGB order.

@@ -15,12 +15,22 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backends.contract import ENGINE, ENSEMBLE, POSTPROCESS, PREPROCESS
+from backends.contract import (
+    ENGINE,
+    ENSEMBLE,
+    JPEG_ENSEMBLE,
+    POSTPROCESS,
+    PREPROCESS,
+    PREPROCESS_JPEG,
+)
 
-TARGETS = {"engine": ENGINE, "ensemble": ENSEMBLE}
+# "jpeg": the ensemble taking the frame as a JPEG file (a repository built with --jpeg).
+TARGETS = {"engine": ENGINE, "ensemble": ENSEMBLE, "jpeg": JPEG_ENSEMBLE}
+# What each ensemble-like target is compared with the engine alone under.
+ENSEMBLE_TARGETS = {"ensemble": "ensemble", "jpeg": "JPEG ensemble"}
 # The issue's bar: the ensemble keeps at least this share of the engine's throughput.
 THROUGHPUT_BAR = 0.9
-STEP_ORDER = (PREPROCESS, ENGINE, POSTPROCESS)
+STEP_ORDER = (PREPROCESS, PREPROCESS_JPEG, ENGINE, POSTPROCESS)
 STEP_PARTS = ("queue", "compute input", "compute infer", "compute output")
 SERVER_SIDE = (
     "Server side, ms per request (perf_analyzer's Server and Composing models sections); "
@@ -30,7 +40,7 @@ SERVER_SIDE = (
 
 @dataclass(frozen=True)
 class Run:
-    """One perf_analyzer call: a target ("engine" or "ensemble"), a transport, a concurrency."""
+    """One perf_analyzer call: a target (one of TARGETS), a transport, a concurrency."""
 
     target: str
     shared_memory: str
@@ -197,25 +207,32 @@ def _cell(result: Result | None, metric: str, digits: int = 1) -> str:
 
 
 def comparison_table(results: list[Result]) -> list[str]:
-    """Engine alone and ensemble side by side, per transport and concurrency."""
+    """Engine alone and ensemble side by side, per transport and concurrency; the JPEG ensemble
+    in columns of its own when it was measured."""
+    measured = {r.run.target for r in results}
+    compared = [t for t in ENSEMBLE_TARGETS if t == "ensemble" or t in measured]
     rows = []
     for (shm, concurrency), by_target in _pairs(results).items():
-        engine, ensemble = by_target.get("engine"), by_target.get("ensemble")
-        ratio = ""
-        if engine and ensemble and engine.ok and ensemble.ok:
-            value = ensemble.metrics["throughput_infer_s"] / engine.metrics["throughput_infer_s"]
-            ratio = f"{value:.2f}" + ("" if value >= THROUGHPUT_BAR else " (below)")
-        rows.append(
-            [shm, str(concurrency), _cell(engine, "throughput_infer_s"),
-             _cell(ensemble, "throughput_infer_s"), ratio,
-             _cell(engine, "p50_ms"), _cell(engine, "p99_ms"),
-             _cell(ensemble, "p50_ms"), _cell(ensemble, "p99_ms")]
-        )  # fmt: skip
-    return markdown_table(
-        ["shared memory", "concurrency", "engine infer/s", "ensemble infer/s", "ensemble/engine",
-         "engine p50 ms", "engine p99 ms", "ensemble p50 ms", "ensemble p99 ms"],
-        rows,
-    )  # fmt: skip
+        engine = by_target.get("engine")
+        row = [shm, str(concurrency), _cell(engine, "throughput_infer_s")]
+        tails = [_cell(engine, "p50_ms"), _cell(engine, "p99_ms")]
+        for target in compared:
+            ensemble = by_target.get(target)
+            ratio = ""
+            if engine and ensemble and engine.ok and ensemble.ok:
+                value = ensemble.metrics["throughput_infer_s"] / engine.metrics["throughput_infer_s"]
+                ratio = f"{value:.2f}" + ("" if value >= THROUGHPUT_BAR else " (below)")
+            row += [_cell(ensemble, "throughput_infer_s"), ratio]
+            tails += [_cell(ensemble, "p50_ms"), _cell(ensemble, "p99_ms")]
+        rows.append(row + tails)
+    names = [ENSEMBLE_TARGETS[t] for t in compared]
+    header = ["shared memory", "concurrency", "engine infer/s"]
+    for name in names:
+        header += [f"{name} infer/s", f"{name}/engine"]
+    header += ["engine p50 ms", "engine p99 ms"]
+    for name in names:
+        header += [f"{name} p50 ms", f"{name} p99 ms"]
+    return markdown_table(header, rows)
 
 
 def _times_row(label: str, times: ServerTimes) -> list[str]:
@@ -224,16 +241,18 @@ def _times_row(label: str, times: ServerTimes) -> list[str]:
 
 
 def breakdown_table(results: list[Result]) -> list[str]:
-    """Server side per request: the engine alone, then the ensemble whole and step by step."""
+    """Server side per request: the engine alone, then each ensemble whole and step by step."""
     rows = []
     for (shm, concurrency), by_target in _pairs(results).items():
-        engine, ensemble = by_target.get("engine"), by_target.get("ensemble")
+        engine = by_target.get("engine")
         entries = []
         if engine and engine.server:
             entries.append(_times_row("engine alone", engine.server))
-        if ensemble and ensemble.server:
-            entries.append(_times_row("ensemble (whole)", ensemble.server))
-            entries += [_times_row(m, ensemble.steps[m]) for m in _ordered_steps(ensemble.steps)]
+        for target, name in ENSEMBLE_TARGETS.items():
+            ensemble = by_target.get(target)
+            if ensemble and ensemble.server:
+                entries.append(_times_row(f"{name} (whole)", ensemble.server))
+                entries += [_times_row(m, ensemble.steps[m]) for m in _ordered_steps(ensemble.steps)]
         rows += [[shm, str(concurrency), *entry] for entry in entries]
     return markdown_table(
         ["shared memory", "concurrency", "model", "batch", *(f"{p} ms" for p in STEP_PARTS),

@@ -38,12 +38,13 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from backends.contract import ENGINE, ENGINE_INPUT, ENSEMBLE, ENSEMBLE_OUTPUTS, IMAGE
+from backends.contract import ENGINE, ENGINE_INPUT, ENSEMBLE, ENSEMBLE_OUTPUTS, IMAGE, JPEG
 from backends.preprocess import preprocess_frame
 from benchmarks.host import device_description
 from benchmarks.perf_analyzer_report import (
@@ -78,6 +79,7 @@ from tools.tritonserver import REPO_ROOT, ServerStartError, TritonServer
 
 SHM_MODES = ("none", "system", "cuda")
 DEFAULT_FRAME_SIZE = (640, 480)  # width, height
+JPEG_QUALITY = 90  # the JPEG ensemble's requests: the frame as clients send it (clients.transports)
 SUITE_MODULE = "benchmarks.perf_analyzer_suite"
 BUILT_REPOSITORY = REPO_ROOT / "build" / "perf_repository"
 # Seconds kept free at the end of --budget-s: the summary, the tarball, stopping the server.
@@ -101,21 +103,33 @@ def input_arguments(
     each target's perf_analyzer input arguments.
 
     The ensemble gets one rendered frame as [1, H, W, 3] (its input's dims are variable, so the
-    shape is given); the engine (a batching model) gets that frame preprocessed, [3, R, R] per
-    item, perf_analyzer adding the batch axis.
+    shape is given); the JPEG ensemble that frame as a JPEG file, [1, N] bytes; the engine (a
+    batching model) gets that frame preprocessed, [3, R, R] per item, perf_analyzer adding the
+    batch axis.
     """
     frame = rendered_frame(frame_size)
     engine_input = preprocess_frame(torch.from_numpy(frame), engine_resolution)[0].numpy()
+    jpeg = jpeg_file(frame)
     arguments = {}
     for target, tensor, name in (
         ("ensemble", frame[None], IMAGE),
+        ("jpeg", jpeg[None], JPEG),
         ("engine", engine_input, ENGINE_INPUT),
     ):
         (data_dir / target).mkdir(parents=True, exist_ok=True)
         (data_dir / target / name).write_bytes(np.ascontiguousarray(tensor).tobytes())
         arguments[target] = ["--input-data", str(data_dir / target)]
     arguments["ensemble"] += ["--shape", f"{IMAGE}:1,{frame.shape[0]},{frame.shape[1]},3"]
+    arguments["jpeg"] += ["--shape", f"{JPEG}:1,{jpeg.size}"]
     return arguments
+
+
+def jpeg_file(frame: np.ndarray) -> np.ndarray:
+    """The frame as a JPEG file's bytes (1-D uint8), quality JPEG_QUALITY."""
+    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise SuiteError(f"OpenCV could not encode the {frame.shape[1]}x{frame.shape[0]} frame as JPEG")
+    return data.reshape(-1)
 
 
 def output_region_bytes(largest_output_bytes: int) -> int:
@@ -221,8 +235,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--targets",
         type=comma_list(str, tuple(TARGETS)),
-        default=list(TARGETS),
-        help="comma-separated: engine, ensemble (default both)",
+        default=["engine", "ensemble"],
+        help="comma-separated: engine, ensemble, jpeg (the JPEG ensemble: with --target it is "
+        "built in; a --repository or --url server needs it, tools.build_repository --jpeg) "
+        "(default engine,ensemble)",
     )
     parser.add_argument(
         "--shared-memory",
@@ -317,7 +333,7 @@ def start_server(args: argparse.Namespace, logs: Path, stack: ExitStack) -> tupl
         onnx, threshold, weights = exported.onnx, RANDOM_WEIGHTS_THRESHOLD, exported.weights
     else:
         onnx, threshold, weights = args.onnx, 0.5, None
-    spec = spec_from_files(target.name, args.engine, onnx, threshold, weights=weights)
+    spec = spec_from_files(target.name, args.engine, onnx, threshold, weights=weights, jpeg="jpeg" in args.targets)
     repository = build_repository(spec, BUILT_REPOSITORY)
     server = stack.enter_context(TritonServer.for_target(repository, logs / "tritonserver.log", target))
     return server.grpc_url, (
@@ -366,7 +382,9 @@ def measure(
             "server": f"{server_text}; engine: {engine_kind(url)}",
             "input data": f"one {width}x{height} BGR uint8 frame (tools.make_sample_video) for the "
             f"ensemble, [1, {height}, {width}, 3]; that frame preprocessed for the engine, "
-            f"[1, 3, {resolution}, {resolution}] float32",
+            f"[1, 3, {resolution}, {resolution}] float32"
+            + (f"; that frame as a JPEG file of quality {JPEG_QUALITY} for the JPEG ensemble, "
+               f"{inputs['jpeg'][-1].split(',')[-1]} bytes" if "jpeg" in args.targets else ""),
             "output shared memory": region_text,
             "measurement": windows.describe(),
         }

@@ -82,6 +82,7 @@ class Reconnect:
     client: grpcclient.InferenceServerClient
     deadline_s: float
     stop: threading.Event | None = None
+    model_name: str = contract.ENSEMBLE
     outages: int = 0
 
     def __call__(self) -> bool:
@@ -92,4 +93,4 @@ class Reconnect:
         """
         self.outages += 1
         logger.warning("the server went away; waiting up to %g s for it", self.deadline_s)
-        return wait_until_ready(self.client, self.deadline_s, self.stop)
+        return wait_until_ready(self.client, self.deadline_s, self.stop, self.model_name)

@@ -22,12 +22,13 @@ from tritonclient.utils import InferenceServerException
 from backends import contract
 from clients.outputs import Outputs, RunSummary
 from clients.reconnect import Reconnect, ServerUnavailable, wait_until_ready
-from clients.server_stats import RunStats
+from clients.server_stats import RunStats, stages_of
 from clients.stream import FrameOutcome, Unsent, stream_frames
 from clients.transports import (
     TRANSPORT_KINDS,
     TransportUnavailable,
     check_transport,
+    ensemble_for,
     make_transport,
 )
 from clients.video import DECODERS, VideoError, check_decoder
@@ -104,8 +105,10 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
         "--transport",
         choices=TRANSPORT_KINDS,
         default="grpc",
-        help="how frames travel: grpc (anywhere), system_shm (server on this host), cuda (server "
-        "on this host and GPU; needs cuda-bindings)",
+        help="how frames travel: grpc (anywhere), jpeg (anywhere: each frame as a JPEG file of "
+        "quality 90, decoded by the server, which needs the JPEG ensemble: tools.build_repository "
+        "--jpeg), system_shm (server on this host), cuda (server on this host and GPU; needs "
+        "cuda-bindings)",
     )
     parser.add_argument("--depth", type=int, default=2, help="requests in flight (per stream)")
     parser.add_argument("--out-dir", type=Path, default=Path("outputs"))
@@ -185,11 +188,12 @@ def serve(
         TimeoutError: the client got stuck waiting for responses.
         OSError: an output could not be written.
     """
+    ensemble = ensemble_for(transport)
     with grpcclient.InferenceServerClient(url) as client:
-        if not wait_until_ready(client, reconnect_timeout_s, stop):
+        if not wait_until_ready(client, reconnect_timeout_s, stop, ensemble):
             return
-        stats = RunStats(client) if read_stats else None
-        reconnect = Reconnect(client, reconnect_timeout_s, stop)
+        stats = RunStats(client, stages_of(ensemble)) if read_stats else None
+        reconnect = Reconnect(client, reconnect_timeout_s, stop, ensemble)
         start = time.perf_counter()
         try:
             with outputs() as written, make_transport(transport, client, depth) as carrier:
@@ -198,6 +202,7 @@ def serve(
                     frames,
                     carrier,
                     depth,
+                    model_name=ensemble,
                     timeout_s=timeout_s,
                     reconnect=reconnect,
                     stop=stop,  # what ends the wait for the server ends the sending too

@@ -18,6 +18,12 @@ from tritonclient.utils import InferenceServerException
 from backends import contract
 
 STAGES = (contract.ENSEMBLE, contract.PREPROCESS, contract.ENGINE, contract.POSTPROCESS)
+JPEG_STAGES = (contract.JPEG_ENSEMBLE, contract.PREPROCESS_JPEG, contract.ENGINE, contract.POSTPROCESS)
+
+
+def stages_of(ensemble: str) -> tuple[str, ...]:
+    """The ensemble and its steps, in order: what a run's statistics cover."""
+    return JPEG_STAGES if ensemble == contract.JPEG_ENSEMBLE else STAGES
 _DURATIONS = ("queue", "compute_input", "compute_infer", "compute_output")
 T = TypeVar("T")
 
@@ -135,10 +141,10 @@ class RunStats:
     """One run's per-stage statistics, best effort: a reading that fails (the server went away)
     leaves them out, and `missing` says why; None once they were read."""
 
-    def __init__(self, client: grpcclient.InferenceServerClient):
+    def __init__(self, client: grpcclient.InferenceServerClient, models: tuple[str, ...] = STAGES):
         self._client = client
         self.missing: str | None = None
-        self._before = self._read("before", read_settled_counters, client)
+        self._before = self._read("before", read_settled_counters, client, models)
 
     def since_start(self, served: int, server_outages: int) -> list[StageStats]:
         """The statistics since this object was made (stats_since); [] when they are missing."""

@@ -1,5 +1,5 @@
-"""How a frame travels to Triton: inline in the gRPC request, or through system or CUDA shared
-memory.
+"""How a frame travels to Triton: inline in the gRPC request (raw, or as a JPEG file), or through
+system or CUDA shared memory.
 
 Only the input changes; outputs always come back over gRPC (their size is known only after
 inference). The ensemble's input is [1, H, W, 3] (contract.ENSEMBLE_INPUTS): the frame's bytes
@@ -7,7 +7,9 @@ as they are, under a leading batch axis of 1. A transport hands out the request 
 frame in one slot of its ring; the caller (clients.stream) reuses a slot only after that slot's
 request has completed, and has the transport register again with a server that restarted.
 
-Which one: grpc works anywhere; system_shm needs the server on this host (or sharing its IPC
+Which one: grpc works anywhere; jpeg too, sending each frame as a JPEG file of quality
+JPEG_QUALITY to the JPEG ensemble (a repository built with --jpeg), a few hundred kB for a 1080p
+frame instead of 6.2 MB, for a server on another host; system_shm needs the server on this host (or sharing its IPC
 namespace: a Jetson, a CPU host, containers with `ipc: host`); cuda needs the server on this
 host and this GPU, and tritonclient's CUDA support (cuda-bindings), imported only when chosen.
 """
@@ -25,12 +27,13 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+import cv2
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
-from backends.contract import IMAGE
+from backends.contract import ENSEMBLE, IMAGE, JPEG, JPEG_ENSEMBLE
 from backends.frames import check_frame
 
 logger = logging.getLogger(__name__)
@@ -87,6 +90,25 @@ class PlainGrpcTransport(Transport):
         image = image_input(frame)
         image.set_data_from_numpy(np.ascontiguousarray(frame)[None])
         return [image]
+
+
+# What the JPEG transport encodes at: the quality at which nvJPEG's and OpenCV's decodes were
+# compared (tests/backends/test_jpeg_decode.py), a 1080p camera frame in a few hundred kB.
+JPEG_QUALITY = 90
+
+
+class JpegGrpcTransport(Transport):
+    """The frame encoded as a JPEG file (OpenCV, JPEG_QUALITY) travels inside the gRPC request,
+    to the JPEG ensemble, which decodes it on the server; slots are irrelevant."""
+
+    def inputs_for(self, slot: int, frame: np.ndarray) -> list[grpcclient.InferInput]:
+        check_frame(frame.shape, frame.dtype)
+        ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise ValueError(f"OpenCV could not encode a {frame.shape[1]}x{frame.shape[0]} frame as JPEG")
+        file = grpcclient.InferInput(JPEG, [1, data.size], "UINT8")
+        file.set_data_from_numpy(data.reshape(1, -1))
+        return [file]
 
 
 @dataclass
@@ -372,10 +394,16 @@ def unregister_when_released(
 
 _FACTORIES = {
     "grpc": lambda client, depth: PlainGrpcTransport(),
+    "jpeg": lambda client, depth: JpegGrpcTransport(),
     "system_shm": SystemShmTransport,
     "cuda": CudaShmTransport,
 }
 TRANSPORT_KINDS = tuple(_FACTORIES)
+
+
+def ensemble_for(kind: str) -> str:
+    """The ensemble a transport's requests go to: the JPEG one for jpeg, else the raw frames' one."""
+    return JPEG_ENSEMBLE if kind == "jpeg" else ENSEMBLE
 
 
 def check_transport(kind: str) -> None:

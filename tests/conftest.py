@@ -32,7 +32,8 @@ def nano_export() -> ExportedModel:
 
 @pytest.fixture(scope="session")
 def model_repository(nano_export, tmp_path_factory) -> Path:
-    return build_test_repository(nano_export, tmp_path_factory.mktemp("repo") / "models")
+    """The cpu target's repository, with the JPEG ensemble (tests of it and of the jpeg transport)."""
+    return build_test_repository(nano_export, tmp_path_factory.mktemp("repo") / "models", jpeg=True)
 
 
 @pytest.fixture(scope="session")

@@ -34,10 +34,15 @@ from backends.contract import (
     CLASSES_FILE,
     ENGINE,
     ENSEMBLE,
+    ENSEMBLE_INPUTS,
+    JPEG_ENSEMBLE,
+    JPEG_ENSEMBLE_INPUTS,
     MODEL_SIZES,
     POSTPROCESS,
     PREPROCESS,
+    PREPROCESS_JPEG,
     EngineShape,
+    TensorSpec,
 )
 from backends.postprocess_settings import PostprocessSettings
 from tools.targets import ENGINES, TARGETS, StagePlan, Target, get_target
@@ -96,6 +101,8 @@ class RepositorySpec:
             the ensemble over CUDA shm 11-20 % more than one at concurrency 16 and 32, and about
             5 % less over system shm and plain gRPC
             (benchmarks/results/h200/perf-analyzer/two-engine-instances-registered/).
+        jpeg: also the JPEG ensemble and its preprocess (backends.jpeg_decode), with as many
+            instances as the raw preprocess: a stub process each, so only where clients send JPEG.
     """
 
     target: Target
@@ -107,6 +114,7 @@ class RepositorySpec:
     queue_delay_us: int | None = None
     reference_stages: bool = False
     engine_instances: int | None = None
+    jpeg: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -165,12 +173,28 @@ class RepositorySpec:
         postprocess["SCORE_THRESHOLD"] = repr(float(self.postprocess.score_threshold))
         postprocess["NUM_SELECT"] = str(self.postprocess.num_select)
         postprocess["POLYGONS"] = "yes" if self.postprocess.polygons else "no"
-        return {
-            ENSEMBLE: {},
-            PREPROCESS: self.stage_values(t.preprocess, t.device, t.python_instance_kind, pre_impl),
+        preprocess = self.stage_values(t.preprocess, t.device, t.python_instance_kind, pre_impl)
+        values = {
+            ENSEMBLE: ensemble_values(ENSEMBLE, ENSEMBLE_INPUTS, PREPROCESS),
+            PREPROCESS: preprocess,
             ENGINE: engine,
             POSTPROCESS: postprocess,
         }
+        if self.jpeg:
+            values[JPEG_ENSEMBLE] = ensemble_values(JPEG_ENSEMBLE, JPEG_ENSEMBLE_INPUTS, PREPROCESS_JPEG)
+            values[PREPROCESS_JPEG] = {**preprocess, "DECODER": t.jpeg_decoder}
+        return values
+
+
+def ensemble_values(name: str, inputs: tuple[TensorSpec, ...], preprocess: str) -> dict[str, str]:
+    """An ensemble's template values: both ensembles render model_repository/rfdetr_seg's config."""
+    (tensor,) = inputs
+    return {
+        "NAME": name,
+        "INPUT": tensor.name,
+        "INPUT_DIMS": ", ".join(str(d) for d in tensor.dims),
+        "PREPROCESS_MODEL": preprocess,
+    }
 
 
 def render(template: Path, destination: Path, values: dict[str, str]) -> None:
@@ -213,6 +237,9 @@ def render_repository(spec: RepositorySpec, out: Path) -> Path:
         shutil.rmtree(out)
     for stage in (ENSEMBLE, PREPROCESS, POSTPROCESS):
         _copy_stage(SOURCE / stage, out / stage, values[stage])
+    if spec.jpeg:
+        _copy_stage(SOURCE / ENSEMBLE, out / JPEG_ENSEMBLE, values[JPEG_ENSEMBLE])
+        _copy_stage(SOURCE / PREPROCESS_JPEG, out / PREPROCESS_JPEG, values[PREPROCESS_JPEG])
     _copy_stage(SOURCE / ENGINE / variant, out / ENGINE, values[ENGINE])
     (out / ENGINE / "1").mkdir(parents=True, exist_ok=True)
     _link_or_copy(spec.engine_file.resolve(), out / ENGINE / "1" / model_file)
@@ -314,6 +341,7 @@ def spec_from_files(
     reference_stages: bool = False,
     polygons: bool = True,
     engine_instances: int | None = None,
+    jpeg: bool = False,
 ) -> RepositorySpec:
     """The spec for an export's files; every value is checked, naming what is wrong."""
     chosen = get_target(target)
@@ -343,6 +371,7 @@ def spec_from_files(
         queue_delay_us,
         reference_stages,
         engine_instances,
+        jpeg,
     )
 
 
@@ -375,6 +404,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the contours (polygon outputs stay empty): masks only",
     )
+    parser.add_argument(
+        "--jpeg",
+        action="store_true",
+        help=f"also serve {JPEG_ENSEMBLE}: frames sent as JPEG files, decoded by the server "
+        "(for clients on other hosts; python -m clients ... --transport grpc --jpeg-quality Q)",
+    )
     parser.add_argument("--out", type=Path, default=Path("build/model_repository"))
     args = parser.parse_args(argv)
     try:
@@ -392,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             reference_stages=args.reference_stages,
             polygons=not args.no_polygons,
             engine_instances=args.engine_instances,
+            jpeg=args.jpeg,
         )
     except (ValueError, OSError) as error:
         parser.error(str(error))

@@ -39,6 +39,8 @@ class Target:
     # (torch ops, any device) or "triton" (the fused Triton-lang kernels, GPU).
     preprocess_impl: str
     postprocess_impl: str
+    # How the JPEG ensemble's preprocess decodes (backends.jpeg_decode.JPEG_DECODERS).
+    jpeg_decoder: str
     preprocess: StagePlan
     engine: StagePlan
     postprocess: StagePlan
@@ -78,6 +80,7 @@ TARGETS = {
         engines=("onnx", "torch"),
         preprocess_impl="reference",
         postprocess_impl="reference",
+        jpeg_decoder="opencv",
         preprocess=StagePlan(1, 8, 0),
         engine=StagePlan(1, 8, 2000),
         postprocess=StagePlan(1, 8, 0),
@@ -101,6 +104,7 @@ TARGETS = {
         engines=("torch", "tensorrt"),
         preprocess_impl="triton",
         postprocess_impl="triton",
+        jpeg_decoder="nvjpeg",
         preprocess=StagePlan(3, 32, 0),
         engine=StagePlan(1, 32, 250),
         postprocess=StagePlan(3, 32, 0),
@@ -116,6 +120,8 @@ TARGETS = {
         engines=("tensorrt", "torch"),
         preprocess_impl="triton",
         postprocess_impl="triton",
+        # On the host: nvJPEG through torchvision was never tried on an Orin.
+        jpeg_decoder="opencv",
         preprocess=StagePlan(1, 8, 0),
         engine=StagePlan(1, 8, 1000),
         postprocess=StagePlan(1, 8, 0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -14,12 +15,13 @@ from backends import contract
 from backends.frames import InvalidImageError
 from clients.results import result_from_response
 from clients.transports import (
+    JPEG_QUALITY,
+    JpegGrpcTransport,
     PlainGrpcTransport,
     SystemShmTransport,
     make_transport,
     unregister_when_released,
 )
-
 
 (IMAGE_SPEC,) = contract.ENSEMBLE_INPUTS
 
@@ -45,6 +47,23 @@ def test_plain_input_of_a_non_contiguous_frame_carries_its_pixels():
     (image,) = PlainGrpcTransport().inputs_for(0, frame)
     assert image.shape() == [1, 6, 4, 3]
     assert image._get_content() == np.ascontiguousarray(frame).tobytes()
+
+
+def test_jpeg_input_carries_the_frame_as_one_jpeg_file():
+    frame = cv2.GaussianBlur(np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8), (0, 0), 2)
+    (file,) = JpegGrpcTransport().inputs_for(0, frame)
+    (spec,) = contract.JPEG_ENSEMBLE_INPUTS
+    assert (file.name(), file.datatype()) == (spec.name, spec.dtype) == (contract.JPEG, "UINT8")
+    data = np.frombuffer(file._get_content(), np.uint8)
+    assert file.shape() == [1, data.size]
+    expected = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].reshape(-1)
+    assert np.array_equal(data, expected)
+    assert np.abs(cv2.imdecode(data, cv2.IMREAD_COLOR).astype(int) - frame).mean() < 4  # the same picture
+
+
+def test_jpeg_transport_refuses_a_frame_that_is_not_bgr_uint8():
+    with pytest.raises(InvalidImageError, match="HxWx3"):
+        JpegGrpcTransport().inputs_for(0, np.zeros((4, 4), np.uint8))
 
 
 class RegistryClient:

@@ -20,7 +20,16 @@ from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig, ModelInsta
 
 from backends import contract
 from backends.batch_buckets import bucket_sizes
-from backends.contract import ENGINE, ENSEMBLE, MODEL_SIZES, POSTPROCESS, PREPROCESS, EngineShape
+from backends.contract import (
+    ENGINE,
+    ENSEMBLE,
+    JPEG_ENSEMBLE,
+    MODEL_SIZES,
+    POSTPROCESS,
+    PREPROCESS,
+    PREPROCESS_JPEG,
+    EngineShape,
+)
 from backends.engine_compiled import COMPILE_CACHE_FILE
 from tests.repositories import config_spec
 from tools.build_repository import (
@@ -84,8 +93,12 @@ def shapes_agree(a: list[int], b: list[int]) -> bool:
 
 @pytest.mark.parametrize("target, engine, size", COMBINATIONS)
 def test_ensemble_maps_name_real_tensors(repositories, target, engine, size):
-    configs = repositories[target, engine, size]
-    ensemble = configs[ENSEMBLE]
+    check_ensemble_maps(repositories[target, engine, size], ENSEMBLE)
+
+
+def check_ensemble_maps(configs: dict[str, ModelConfig], name: str) -> None:
+    """Every step of ensemble `name` reads tensors produced before it, as their dtype and shape."""
+    ensemble = configs[name]
     assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 0
     available = {t.name: (t.data_type, full_shape(ensemble, t)) for t in ensemble.input}
     for step in ensemble.ensemble_scheduling.step:
@@ -211,6 +224,36 @@ def test_reference_stages_replace_the_kernels(tmp_path, target):
     spec = config_spec(target, TARGETS[target].engines[0], tmp_path, reference_stages=True)
     configs = load_repository(render_repository(spec, tmp_path / "r"))
     assert parameters(configs[PREPROCESS])["impl"] == parameters(configs[POSTPROCESS])["impl"] == "reference"
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_the_jpeg_ensemble_is_built_on_request_beside_the_raw_one(tmp_path, target):
+    plan = TARGETS[target]
+    spec = config_spec(target, plan.engines[0], tmp_path, "small", jpeg=True)
+    configs = load_repository(render_repository(spec, tmp_path / "r"))
+    tensors = {**contract.STAGE_TENSORS, **contract.JPEG_STAGE_TENSORS}
+    assert set(configs) == set(tensors)
+    for model, (inputs, outputs) in tensors.items():
+        assert declared(configs[model].input) == contract_tensors(inputs, MODEL_SIZES["small"]), model
+        assert declared(configs[model].output) == contract_tensors(outputs, MODEL_SIZES["small"]), model
+    check_ensemble_maps(configs, JPEG_ENSEMBLE)
+    check_ensemble_maps(configs, ENSEMBLE)
+    steps = [s.model_name for s in configs[JPEG_ENSEMBLE].ensemble_scheduling.step]
+    assert steps == [PREPROCESS_JPEG, ENGINE, POSTPROCESS]  # the engine and postprocess are shared
+    raw, jpeg = configs[PREPROCESS], configs[PREPROCESS_JPEG]
+    assert parameters(jpeg) == {**parameters(raw), "decoder": plan.jpeg_decoder}
+    assert jpeg.instance_group == raw.instance_group and jpeg.max_batch_size == raw.max_batch_size
+    assert jpeg.dynamic_batching == raw.dynamic_batching
+    assert all(t.allow_ragged_batch for t in jpeg.input)
+    without = load_repository(render_repository(config_spec(target, plan.engines[0], tmp_path), tmp_path / "raw"))
+    assert set(without) == set(contract.STAGE_TENSORS)  # only on request: each instance is a process
+
+
+def test_the_jpeg_ensemble_is_a_build_option(nano_export, tmp_path):
+    from tools.build_repository import main
+
+    assert main(["--onnx", str(nano_export.onnx), "--jpeg", "--out", str(tmp_path / "r")]) == 0
+    assert parameters(load_repository(tmp_path / "r")[PREPROCESS_JPEG])["decoder"] == "opencv"
 
 
 def test_polygons_can_be_switched_off_per_deployment(nano_export, tmp_path):

@@ -19,6 +19,7 @@ import tritonclient.grpc as grpcclient
 
 from backends import contract as c
 from backends.classes import ClassTable
+from backends.jpeg_decode import JPEG_DECODERS
 from backends.postprocess_settings import PostprocessSettings
 from backends.preprocess import preprocess_batch
 from clients.results import result_from_response
@@ -28,6 +29,7 @@ from tests.fp16_parity import (
     assert_no_error_beyond_fp16,
     eager_fp16_against_fp32,
 )
+from tests.integration.test_jpeg_ensemble import assert_jpeg_serves_its_decoded_frame
 from tests.integration.test_server import SystemShmRegion, image_input
 from tests.repositories import build_test_repository
 from tools.compare_results import SCORE_NOISE, Comparison, compare
@@ -116,11 +118,19 @@ def fp16_alone(nano_export) -> Comparison:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the gpu and jetson targets need a CUDA device")
 @pytest.mark.parametrize("target, boundary", [("gpu", "cuda"), ("jetson", "cpu")])
 def test_gpu_targets_serve_what_the_cpu_target_serves(nano_export, tmp_path, cpu_results, fp16_alone, target, boundary):
-    repository = build_test_repository(nano_export, tmp_path / "models", target=target, engine="torch")
+    repository = build_test_repository(nano_export, tmp_path / "models", target=target, engine="torch", jpeg=True)
     log = tmp_path / "tritonserver.log"
+    decode = JPEG_DECODERS[TARGETS[target].jpeg_decoder]
     with TritonServer.for_target(repository, log, TARGETS[target]) as server:
         over_grpc = serve_all(server.grpc_url)
         over_shm = serve_all(server.grpc_url, shm=True)
+        # The JPEG ensemble serves what the raw one serves for the pixels the target's decoder
+        # (nvJPEG on gpu) makes of the file; nvJPEG against OpenCV: tests/backends/test_jpeg_decode.py.
+        jpeg_detections = assert_jpeg_serves_its_decoded_frame(
+            server.grpc_url,
+            lambda data: np.ascontiguousarray(decode([torch.from_numpy(data)], torch.device("cuda"))[0].cpu().numpy()),
+        )
+    assert jpeg_detections > 0
     for served in (over_grpc, over_shm):
         print(target, end=" vs the cpu target: ")
         report = compare_all(cpu_results, served, FP16_BOX_TOL_PX, FP16_SCORE_NOISE)

@@ -1,0 +1,130 @@
+"""JPEG files -> BGR frames: the header check, the OpenCV reference, and nvJPEG against it (GPU)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from backends.frames import InvalidImageError
+from backends.jpeg_decode import MAX_SIDE, decode_jpegs_nvjpeg, decode_jpegs_opencv, jpeg_frame_size
+from backends.warmup import synthetic_frames
+from tools.make_sample_video import render_frames
+
+CPU = torch.device("cpu")
+
+
+def encoded(frame: np.ndarray, quality: int = 90) -> np.ndarray:
+    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return data.reshape(-1)
+
+
+def noise(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def with_frame_size(data: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The file with its baseline frame header (SOF0) declaring another size."""
+    patched = data.copy()
+    sof = next(i for i in range(2, data.size - 1) if data[i] == 0xFF and data[i + 1] == 0xC0)
+    patched[sof + 5 : sof + 9] = [height >> 8, height & 0xFF, width >> 8, width & 0xFF]
+    return patched
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (37, 53), (1080, 1920), (2160, 3840)])
+def test_the_header_gives_the_frame_size(height, width):
+    assert jpeg_frame_size(encoded(noise(height, width))) == (height, width)
+
+
+def test_grayscale_and_progressive_files_give_their_size():
+    gray = cv2.cvtColor(noise(40, 30), cv2.COLOR_BGR2GRAY)
+    assert jpeg_frame_size(encoded(gray)) == (40, 30)
+    ok, progressive = cv2.imencode(".jpg", noise(21, 22), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    assert ok and jpeg_frame_size(progressive.reshape(-1)) == (21, 22)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d[:0], "not a JPEG file: it starts with []"),
+        (lambda d: cv2.imencode(".png", noise(8, 8))[1].reshape(-1), "not a JPEG file: it starts with [89 50 4e 47]"),
+        (lambda d: d[:20], "ends at byte 20, before its frame header"),
+        (lambda d: with_frame_size(d, MAX_SIDE + 1, 64), f"a side over {MAX_SIDE} is refused"),
+        (lambda d: with_frame_size(d, 0, 64), "JPEG frame is empty: 0x64 pixels"),
+        (lambda d: np.concatenate([d[:2], [0x12, 0x34], d[2:]]).astype(np.uint8), "header broken at byte 2"),
+        (lambda d: d.astype(np.int32), "a JPEG file is a 1-D uint8 tensor"),
+    ],
+)
+def test_bad_files_are_refused_by_name(make, message):
+    with pytest.raises(InvalidImageError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        jpeg_frame_size(make(encoded(noise(16, 16))))
+
+
+def test_opencv_decodes_as_opencv_does():
+    frame = next(render_frames(1, 320, 180))
+    data = encoded(frame)
+    (decoded,) = decode_jpegs_opencv([torch.from_numpy(data)], CPU)
+    assert torch.equal(decoded, torch.from_numpy(cv2.imdecode(data, cv2.IMREAD_COLOR)))
+    assert np.abs(decoded.numpy().astype(int) - frame).mean() < 3  # what quality 90 loses
+
+
+def test_opencv_gives_grayscale_three_equal_channels():
+    gray = cv2.cvtColor(noise(40, 30), cv2.COLOR_BGR2GRAY)
+    (decoded,) = decode_jpegs_opencv([torch.from_numpy(encoded(gray))], CPU)
+    assert decoded.shape == (40, 30, 3)
+    assert torch.equal(decoded[..., 0], decoded[..., 1]) and torch.equal(decoded[..., 1], decoded[..., 2])
+
+
+def test_opencv_refuses_a_truncated_file():
+    data = encoded(noise(64, 64))
+    with pytest.raises(InvalidImageError, match=r"cannot decode the JPEG file \(\d+ bytes\): corrupt"):
+        decode_jpegs_opencv([torch.from_numpy(data[: data.size // 2].copy())], CPU)
+
+
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="nvJPEG decodes on a CUDA device")
+
+
+def test_nvjpeg_refuses_what_the_header_check_refuses_before_the_gpu_is_touched():
+    with pytest.raises(InvalidImageError, match="not a JPEG file"):
+        decode_jpegs_nvjpeg([torch.zeros(16, dtype=torch.uint8)], torch.device("cuda"))
+
+
+@GPU
+@pytest.mark.parametrize("quality", [75, 90, 95])
+def test_nvjpeg_matches_opencv_within_the_decoders_rounding(quality):
+    frames = [next(render_frames(1, 1920, 1080)), noise(360, 640), noise(1, 1, seed=2), noise(97, 131, seed=3)]
+    files = [torch.from_numpy(encoded(f, quality)) for f in frames]
+    gpu = torch.device("cuda")
+    nvjpeg = decode_jpegs_nvjpeg(files, gpu)
+    reference = decode_jpegs_opencv(files, CPU)
+    for got, want in zip(nvjpeg, reference):
+        assert got.shape == want.shape and got.device.type == "cuda"
+        difference = (got.cpu().int() - want.int()).abs()
+        # The inverse DCTs and chroma upsampling differ in rounding: a level or two on a few pixels.
+        assert difference.float().mean() < 0.5, difference.float().mean()
+        assert difference.max() <= 8, difference.max()
+    # One call for the batch gives what one call per file gives.
+    for batched, file in zip(nvjpeg, files):
+        assert torch.equal(batched, decode_jpegs_nvjpeg([file], gpu)[0])
+
+
+@GPU
+def test_nvjpeg_keeps_the_bgr_channel_order():
+    blue = np.zeros((64, 64, 3), dtype=np.uint8)
+    blue[..., 0] = 255
+    (decoded,) = decode_jpegs_nvjpeg([torch.from_numpy(encoded(blue))], torch.device("cuda"))
+    assert decoded[..., 0].float().mean() > 240 and decoded[..., 2].float().mean() < 15
+
+
+@GPU
+def test_nvjpeg_refuses_a_lone_corrupt_file_and_fails_a_batch_holding_one():
+    gpu = torch.device("cuda")
+    good = torch.from_numpy(encoded(synthetic_frames(1, (64, 64), CPU)[0].numpy()))
+    data = good[: good.numel() // 2].clone()  # the scan's second half gone
+    with pytest.raises(InvalidImageError, match="cannot decode the JPEG file"):
+        decode_jpegs_nvjpeg([data], gpu)
+    with pytest.raises(RuntimeError):  # serve_batch then decodes each request alone
+        decode_jpegs_nvjpeg([good, data], gpu)
+    assert decode_jpegs_nvjpeg([good], gpu)[0].shape == (64, 64, 3)  # the decoder still works
