@@ -35,20 +35,33 @@ _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _SOS = 0xDA
 # Markers with no length field after them: TEM, RST0-7 (a header has none of these but TEM).
 _NO_LENGTH = frozenset([0x01, *range(0xD0, 0xD8)])
+_EOI = (0xFF, 0xD9)
+# Zero bytes some MJPEG encoders pad a frame's file with after its end-of-image marker.
+_MAX_PADDING = 4096
 
 
 def jpeg_frame_size(data: np.ndarray) -> tuple[int, int]:
-    """(height, width) a JPEG file's frame header declares.
+    """(height, width) a JPEG file's frame header declares, once the file is seen to be whole.
+
+    A truncated file is refused here, not left to the decoders: OpenCV refuses one, nvJPEG
+    decodes what arrived and fills the rest (seen on the H200 host), which would serve a frame
+    that was never sent.
 
     Raises:
-        InvalidImageError: the bytes are no JPEG, end before the frame header, or declare an
-            empty frame or one larger than MAX_SIDE, naming which.
+        InvalidImageError: the bytes are no JPEG, do not end with the end-of-image marker (a
+            truncated file), end before the frame header, or declare an empty frame or one
+            larger than MAX_SIDE, naming which.
     """
     if data.ndim != 1 or data.dtype != np.uint8:
         raise InvalidImageError(f"a JPEG file is a 1-D uint8 tensor of its bytes, got {data.dtype} {list(data.shape)}")
     if data.size < 4 or (int(data[0]), int(data[1])) != _SOI:
         start = " ".join(f"{b:02x}" for b in data[:4].tolist())
         raise InvalidImageError(f"not a JPEG file: it starts with [{start}], not ff d8 (start of image)")
+    end = data.size
+    while end > 2 and data.size - end < _MAX_PADDING and data[end - 1] == 0:
+        end -= 1
+    if (int(data[end - 2]), int(data[end - 1])) != _EOI:
+        raise InvalidImageError(f"JPEG file is truncated: its {data.size} bytes do not end with ff d9 (end of image)")
     at = 2
     while at + 4 <= data.size:
         if data[at] != 0xFF:

@@ -70,7 +70,7 @@ def test_a_jpeg_file_serves_what_its_decoded_pixels_serve(triton_server):
     "data, message",
     [
         (cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].reshape(-1), "not a JPEG file"),
-        (jpeg_file(np.zeros((64, 64, 3), np.uint8))[:40], "before its frame header"),
+        (jpeg_file(np.zeros((64, 64, 3), np.uint8))[:40], "JPEG file is truncated"),
     ],
     ids=["png", "truncated"],
 )
