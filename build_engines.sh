@@ -3,7 +3,7 @@
 #
 #   ./build_engines.sh [--size nano] [--checkpoint rf-detr-seg-nano.pth | --onnx FILE.onnx]
 #                      [--max-batch 32] [--opt-batch 8] [--precision fp16|fp32] [--target gpu|jetson]
-#                      [--out build/engines] [--repository build/model_repository]
+#                      [--out build/engines] [--repository build/model_repository] [--jpeg]
 #
 # Run it from the repository root with the project's Python environment active, on the GPU host
 # that will serve the plan. A plan only loads on the GPU model and the TensorRT version that
@@ -16,13 +16,14 @@
 # --onnx FILE.onnx reuses an ONNX exported earlier by tools.export_onnx (on a host with rfdetr,
 # say) instead of exporting again; its class table FILE.classes.json must sit beside it.
 # Without --checkpoint or --onnx the export uses random weights (tools.export_onnx says so loudly).
+# --jpeg adds the JPEG ensemble, rfdetr_seg_jpeg, for clients on other hosts (--transport jpeg).
 set -euo pipefail
 
 usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "build_engines.sh: $*" >&2; exit 2; }
 
 size=nano checkpoint="" onnx="" max_batch=32 opt_batch="" precision=fp16 target=gpu
-out=build/engines repository=build/model_repository
+out=build/engines repository=build/model_repository jpeg=()
 while (($#)); do
   case "$1" in
     --size|--checkpoint|--onnx|--max-batch|--opt-batch|--precision|--target|--out|--repository)
@@ -39,6 +40,7 @@ while (($#)); do
         --repository) repository=$2 ;;
       esac
       shift 2 ;;
+    --jpeg) jpeg=(--jpeg); shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -130,6 +132,6 @@ python -m tools.check_plan --plan "$plan" --onnx "$onnx" --classes "$classes" \
   || die "the $precision plan changes detections against the ONNX (report above): try --precision fp32"
 
 python -m tools.build_repository --target "$target" --engine tensorrt --plan "$plan" --onnx "$onnx" \
-  --classes "$classes" --max-batch-size "$max_batch" --out "$repository"
+  --classes "$classes" --max-batch-size "$max_batch" "${jpeg[@]}" --out "$repository"
 echo "build_engines.sh: $repository serves $plan, which runs only on this GPU model with this" \
   "TensorRT version" >&2

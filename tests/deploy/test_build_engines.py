@@ -19,7 +19,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
-from backends.contract import ENGINE, MODEL_SIZES, PREPROCESS
+from backends.contract import ENGINE, JPEG_ENSEMBLE, MODEL_SIZES, PREPROCESS
 from tools.tritonserver import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "build_engines.sh"
@@ -106,6 +106,7 @@ def run_script(*args: str, path: str, cwd: Path = REPO_ROOT) -> subprocess.Compl
         (("--precision", "fp32", "--max-batch", "4"), "fp32", 4, 4),  # opt follows a smaller max
         (("--max-batch", "16", "--opt-batch", "2"), "fp16", 2, 16),
         (("--target", "jetson", "--max-batch", "8"), "fp16", 8, 8),
+        (("--jpeg",), "fp16", 8, 32),  # the JPEG ensemble beside the raw one
     ],
 )
 def test_builds_plan_and_tensorrt_repository(
@@ -144,6 +145,7 @@ def test_builds_plan_and_tensorrt_repository(
     # Jetson's python backend takes no GPU tensors: its python stages keep CPU tensors.
     gpu_tensors = "no" if "jetson" not in extra_args else "yes"
     assert preprocess.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == gpu_tensors
+    assert (repository / JPEG_ENSEMBLE / "config.pbtxt").is_file() == ("--jpeg" in extra_args)
     assert config.platform == "tensorrt_plan"
     assert config.max_batch_size == max_batch
     assert list(config.input[0].dims) == [3, r, r]
