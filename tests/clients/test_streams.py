@@ -37,7 +37,7 @@ def image_folder(path: Path, count: int, corrupt: int | None = None) -> Path:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("transport", ["grpc", "system_shm"])
+@pytest.mark.parametrize("transport", ["grpc", "system_shm", "jpeg"])
 def test_streams_run_concurrently_and_a_dead_one_leaves_the_others_going(
     triton_server, tmp_path, transport, capsys
 ):
