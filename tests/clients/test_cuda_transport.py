@@ -62,7 +62,7 @@ class UnusedClient:
 
 
 def test_cuda_is_a_transport_kind():
-    assert TRANSPORT_KINDS == ("grpc", "system_shm", "cuda")
+    assert TRANSPORT_KINDS == ("grpc", "jpeg", "system_shm", "cuda")
 
 
 def test_without_cuda_bindings_the_transport_names_what_is_missing(without_cuda_bindings):
