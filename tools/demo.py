@@ -25,7 +25,7 @@ from backends.contract import MODEL_SIZES
 from backends.postprocess_settings import check_score_threshold
 from clients.stream_video import stream_video
 from clients.transports import TRANSPORT_KINDS, check_transport
-from tools.build_repository import build_repository, check_readable, spec_from_files
+from tools.build_repository import RepositorySpec, build_repository, check_readable, spec_from_files
 from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD, ExportedModel, export, random_weights_export
 from tools.make_sample_video import make_sample_video
 from tools.targets import TARGETS, get_target
@@ -96,18 +96,26 @@ def exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def repository_spec(args: argparse.Namespace, exported: ExportedModel) -> RepositorySpec:
+    """What the demo serves: the target and engine asked for, the score threshold (0.5 with a
+    checkpoint, the random weights' one without), the JPEG ensemble when frames go as JPEG."""
+    threshold = args.score_threshold
+    if threshold is None:
+        threshold = 0.5 if args.checkpoint else RANDOM_WEIGHTS_THRESHOLD
+    return spec_from_files(
+        args.target, args.engine, exported.onnx, threshold, weights=exported.weights, jpeg=args.transport == "jpeg"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     target = get_target(args.target)
     exported = exported_model(args.size, args.checkpoint, args.build_dir / "engines")
-    threshold = args.score_threshold
-    if threshold is None:
-        threshold = 0.5 if args.checkpoint else RANDOM_WEIGHTS_THRESHOLD
+    spec = repository_spec(args, exported)
     if args.checkpoint is None:
-        logger.warning("RANDOM WEIGHTS: detections are meaningless; score threshold %.2f", threshold)
-    spec = spec_from_files(target.name, args.engine, exported.onnx, threshold, weights=exported.weights)
+        logger.warning("RANDOM WEIGHTS: detections are meaningless; score threshold %.2f", spec.postprocess.score_threshold)
     repository = build_repository(spec, args.build_dir / "model_repository")
     logger.info("target %s, engine %s: %s", target.name, spec.engine, repository)
 

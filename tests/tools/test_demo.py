@@ -10,8 +10,10 @@ import sys
 import pytest
 import torch
 
+from backends.contract import JPEG_ENSEMBLE
 from tests.tools.test_tritonserver import process_group_alive, write_echo_model
-from tools.demo import parse_args
+from tools.demo import parse_args, repository_spec
+from tools.export_onnx import RANDOM_WEIGHTS_THRESHOLD
 from tools.tritonserver import REPO_ROOT
 
 
@@ -41,6 +43,13 @@ def test_auto_target_follows_the_host():
 
 def test_stream_urls_are_not_checked_as_files():
     assert parse_args(["--video", "rtsp://camera/stream"]).video == "rtsp://camera/stream"
+
+
+@pytest.mark.parametrize("transport, jpeg", [("system_shm", False), ("grpc", False), ("jpeg", True)])
+def test_the_jpeg_transport_gets_a_repository_with_the_jpeg_ensemble(nano_export, transport, jpeg):
+    spec = repository_spec(parse_args(["--target", "cpu", "--transport", transport]), nano_export)
+    assert spec.jpeg == jpeg and (JPEG_ENSEMBLE in spec.values()) == jpeg
+    assert spec.postprocess.score_threshold == RANDOM_WEIGHTS_THRESHOLD  # no checkpoint: random weights
 
 
 SERVE_UNTIL_TERMINATED = """
