@@ -15,7 +15,8 @@ With --target the suite builds the repository as benchmarks.bench_pipeline does 
 RF-DETR-Seg-Nano with random weights, made if missing, or --onnx) and starts tritonserver with
 the target's server options. Every run is one perf_analyzer 2.51 call over gRPC at one
 concurrency, batch-1 requests: the ensemble gets one rendered frame, the engine that frame
-preprocessed ([1, 3, R, R], backends.contract). Inputs travel plainly (none), through system
+preprocessed ([1, 3, R, R], backends.contract), and with --targets ...,jpeg the JPEG ensemble
+that frame as a JPEG file of quality 90 (its repository built with --jpeg). Inputs travel plainly (none), through system
 shared memory (the server on this host) or CUDA shared memory (a GPU on this host). Runs go in
 order of importance (perf_analyzer_runs.plan_runs), so a --budget-s that cuts the tail still
 leaves paired comparisons across the range; a run whose windows do not steady is measured once
