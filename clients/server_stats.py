@@ -19,13 +19,13 @@ from backends import contract
 
 STAGES = (contract.ENSEMBLE, contract.PREPROCESS, contract.ENGINE, contract.POSTPROCESS)
 JPEG_STAGES = (contract.JPEG_ENSEMBLE, contract.PREPROCESS_JPEG, contract.ENGINE, contract.POSTPROCESS)
+_DURATIONS = ("queue", "compute_input", "compute_infer", "compute_output")
+T = TypeVar("T")
 
 
 def stages_of(ensemble: str) -> tuple[str, ...]:
     """The ensemble and its steps, in order: what a run's statistics cover."""
     return JPEG_STAGES if ensemble == contract.JPEG_ENSEMBLE else STAGES
-_DURATIONS = ("queue", "compute_input", "compute_infer", "compute_output")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)

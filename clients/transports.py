@@ -9,9 +9,10 @@ request has completed, and has the transport register again with a server that r
 
 Which one: grpc works anywhere; jpeg too, sending each frame as a JPEG file of quality
 JPEG_QUALITY to the JPEG ensemble (a repository built with --jpeg), a few hundred kB for a 1080p
-frame instead of 6.2 MB, for a server on another host; system_shm needs the server on this host (or sharing its IPC
-namespace: a Jetson, a CPU host, containers with `ipc: host`); cuda needs the server on this
-host and this GPU, and tritonclient's CUDA support (cuda-bindings), imported only when chosen.
+frame instead of 6.2 MB: for a server on another host. system_shm needs the server on this host
+(or sharing its IPC namespace: a Jetson, a CPU host, containers with `ipc: host`); cuda needs the
+server on this host and this GPU, and tritonclient's CUDA support (cuda-bindings), imported only
+when chosen.
 """
 
 from __future__ import annotations

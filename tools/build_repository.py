@@ -2,7 +2,7 @@
 
     python -m tools.build_repository --target cpu|gpu|jetson --engine onnx|torch|tensorrt \
         --onnx build/engines/random/rfdetr-seg-nano.onnx [--plan X.plan] [--weights X.pth] \
-        [--score-threshold 0.5] [--out build/model_repository]
+        [--score-threshold 0.5] [--jpeg] [--out build/model_repository]
 
 The target (tools.targets) decides instance kinds and counts, each python stage's `impl`,
 whether python models take GPU tensors, batch sizes and queue delays. The engine variant is
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         "--jpeg",
         action="store_true",
         help=f"also serve {JPEG_ENSEMBLE}: frames sent as JPEG files, decoded by the server "
-        "(for clients on other hosts; python -m clients ... --transport grpc --jpeg-quality Q)",
+        "(for clients on other hosts: python -m clients stream ... --transport jpeg)",
     )
     parser.add_argument("--out", type=Path, default=Path("build/model_repository"))
     args = parser.parse_args(argv)
