@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import cv2
 import torch
 
 from backends.contract import ENGINE_INPUT, IMAGE_SIZE
 from backends.host_heap import keep_freed_host_memory
 from backends.jpeg_decode import JPEG_DECODERS
+from backends.jpeg_files import encode_jpeg
 from backends.preprocess import PREPROCESS_IMPLS
 from backends.triton_model import (
     freeze_startup_objects,
@@ -61,7 +61,8 @@ class PreprocessStage:
                 if self.decoder is None:
                     self.run(synthetic_frames(batch, size, self.devices.compute))
                 else:
-                    self.run([jpeg_file(frame) for frame in synthetic_frames(batch, size, torch.device("cpu"))])
+                    frames = synthetic_frames(batch, size, torch.device("cpu"))
+                    self.run([torch.from_numpy(encode_jpeg(frame.numpy())) for frame in frames])
 
 
 def start_preprocess_stage(args: dict, decoder: Decoder | None = None) -> PreprocessStage:
@@ -73,14 +74,6 @@ def start_preprocess_stage(args: dict, decoder: Decoder | None = None) -> Prepro
     freeze_startup_objects(args["model_name"])
     profile_if_asked(args["model_name"])
     return stage
-
-
-def jpeg_file(frame: torch.Tensor, quality: int = 90) -> torch.Tensor:
-    """A host BGR uint8 frame as a JPEG file's bytes (1-D uint8), as the JPEG clients send it."""
-    ok, data = cv2.imencode(".jpg", frame.numpy(), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {list(frame.shape)} frame as JPEG")
-    return torch.from_numpy(data.reshape(-1))
 
 
 def jpeg_decoder(args: dict) -> Decoder:

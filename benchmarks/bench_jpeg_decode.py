@@ -5,10 +5,11 @@ to encode and what the file saves on the wire (a benchmark; nvJPEG columns need 
     python -m benchmarks.bench_jpeg_decode [--sizes 1920x1080,3840x2160] [--qualities 75,90,95] \
         [--batches 1,4,16] [--repeats 30] [--out benchmarks/results/h200/jpeg-decode.md]
 
-Each frame is the sample video's (tools.make_sample_video, as the perf suite sends), encoded by
-OpenCV at each quality as clients.transports does. Times are medians of `repeats` calls, per
-frame: OpenCV decoding one file, and backends.jpeg_decode.decode_jpegs_nvjpeg decoding a batch of
-`batch` files, synchronized, BGR views included, as the JPEG preprocess stage calls it.
+Each frame is the sample video's (tools.make_sample_video, as the perf suite sends), encoded at
+each quality by backends.jpeg_files.encode_jpeg, as the jpeg transport does. Times are medians
+of `repeats` calls, per frame: OpenCV decoding one file, and
+backends.jpeg_decode.decode_jpegs_nvjpeg decoding a batch of `batch` files, synchronized, BGR
+views included, as the JPEG preprocess stage calls it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import torch
 
 from backends.jpeg_decode import decode_jpegs_nvjpeg, decode_jpegs_opencv
+from backends.jpeg_files import encode_jpeg
 from benchmarks.host import publish_report
 from tools.make_sample_video import render_frames
 
@@ -40,12 +41,10 @@ def median_ms(call: Callable[[], object], repeats: int, per: int = 1) -> float:
     return statistics.median(times) * 1e3 / per
 
 
-def rows_for(width: int, height: int, quality: int, batches: list[int], repeats: int) -> list[str]:
+def row_for(width: int, height: int, quality: int, batches: list[int], repeats: int) -> str:
     frame = next(render_frames(1, width, height))
-    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    file = torch.from_numpy(data.reshape(-1))
-    encode_ms = median_ms(lambda: cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality]), repeats)
+    file = torch.from_numpy(encode_jpeg(frame, quality))
+    encode_ms = median_ms(lambda: encode_jpeg(frame, quality), repeats)
     opencv_ms = median_ms(lambda: decode_jpegs_opencv([file], torch.device("cpu")), repeats)
     cells = []
     gpu = torch.device("cuda")
@@ -55,10 +54,10 @@ def rows_for(width: int, height: int, quality: int, batches: list[int], repeats:
             cells.append(f"{nvjpeg_ms:.3f} ({opencv_ms / nvjpeg_ms:.1f}x)")
         else:
             cells.append("no CUDA device")
-    return [
+    return (
         f"| {width}x{height} | {quality} | {file.numel():,} | {frame.nbytes / file.numel():.0f}x | "
         f"{encode_ms:.2f} | {opencv_ms:.2f} | " + " | ".join(cells) + " |"
-    ]
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         + " |",
         "| --- | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in batches) + " |",
     ]
-    rows = [row for width, height in sizes for q in qualities for row in rows_for(width, height, q, batches, args.repeats)]
+    rows = [row_for(width, height, q, batches, args.repeats) for width, height in sizes for q in qualities]
     body = (
         f"Per frame, median of {args.repeats} calls; nvJPEG synchronized after each call of `batch` files.\n\n"
         + "\n".join(header + rows)

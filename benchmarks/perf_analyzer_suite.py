@@ -39,13 +39,13 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from backends.contract import ENGINE, ENGINE_INPUT, ENSEMBLE, ENSEMBLE_OUTPUTS, IMAGE, JPEG
+from backends.jpeg_files import JPEG_QUALITY, encode_jpeg
 from backends.preprocess import preprocess_frame
 from benchmarks.host import device_description
 from benchmarks.perf_analyzer_report import (
@@ -80,7 +80,6 @@ from tools.tritonserver import REPO_ROOT, ServerStartError, TritonServer
 
 SHM_MODES = ("none", "system", "cuda")
 DEFAULT_FRAME_SIZE = (640, 480)  # width, height
-JPEG_QUALITY = 90  # the JPEG ensemble's requests: the frame as clients send it (clients.transports)
 SUITE_MODULE = "benchmarks.perf_analyzer_suite"
 BUILT_REPOSITORY = REPO_ROOT / "build" / "perf_repository"
 # Seconds kept free at the end of --budget-s: the summary, the tarball, stopping the server.
@@ -110,7 +109,7 @@ def input_arguments(
     """
     frame = rendered_frame(frame_size)
     engine_input = preprocess_frame(torch.from_numpy(frame), engine_resolution)[0].numpy()
-    jpeg = jpeg_file(frame)
+    jpeg = encode_jpeg(frame)  # as the jpeg transport sends it
     arguments = {}
     for target, tensor, name in (
         ("ensemble", frame[None], IMAGE),
@@ -123,14 +122,6 @@ def input_arguments(
     arguments["ensemble"] += ["--shape", f"{IMAGE}:1,{frame.shape[0]},{frame.shape[1]},3"]
     arguments["jpeg"] += ["--shape", f"{JPEG}:1,{jpeg.size}"]
     return arguments
-
-
-def jpeg_file(frame: np.ndarray) -> np.ndarray:
-    """The frame as a JPEG file's bytes (1-D uint8), quality JPEG_QUALITY."""
-    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise SuiteError(f"OpenCV could not encode the {frame.shape[1]}x{frame.shape[0]} frame as JPEG")
-    return data.reshape(-1)
 
 
 def output_region_bytes(largest_output_bytes: int) -> int:

@@ -8,7 +8,7 @@ frame in one slot of its ring; the caller (clients.stream) reuses a slot only af
 request has completed, and has the transport register again with a server that restarted.
 
 Which one: grpc works anywhere; jpeg too, sending each frame as a JPEG file of quality
-JPEG_QUALITY to the JPEG ensemble (a repository built with --jpeg), a few hundred kB for a 1080p
+backends.jpeg_files.JPEG_QUALITY to the JPEG ensemble (a repository built with --jpeg), a few hundred kB for a 1080p
 frame instead of 6.2 MB: for a server on another host. system_shm needs the server on this host
 (or sharing its IPC namespace: a Jetson, a CPU host, containers with `ipc: host`); cuda needs the
 server on this host and this GPU, and tritonclient's CUDA support (cuda-bindings), imported only
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import cv2
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.utils.shared_memory as shm
@@ -36,6 +35,7 @@ from tritonclient.utils import InferenceServerException
 
 from backends.contract import ENSEMBLE, IMAGE, JPEG, JPEG_ENSEMBLE
 from backends.frames import check_frame
+from backends.jpeg_files import encode_jpeg
 
 logger = logging.getLogger(__name__)
 
@@ -93,20 +93,13 @@ class PlainGrpcTransport(Transport):
         return [image]
 
 
-# What the JPEG transport encodes at: the quality at which nvJPEG's and OpenCV's decodes were
-# compared (tests/backends/test_jpeg_decode.py), a 1080p camera frame in a few hundred kB.
-JPEG_QUALITY = 90
-
-
 class JpegGrpcTransport(Transport):
-    """The frame encoded as a JPEG file (OpenCV, JPEG_QUALITY) travels inside the gRPC request,
-    to the JPEG ensemble, which decodes it on the server; slots are irrelevant."""
+    """The frame encoded as a JPEG file (backends.jpeg_files.encode_jpeg) travels inside the gRPC
+    request, to the JPEG ensemble, which decodes it on the server; slots are irrelevant."""
 
     def inputs_for(self, slot: int, frame: np.ndarray) -> list[grpcclient.InferInput]:
         check_frame(frame.shape, frame.dtype)
-        ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            raise ValueError(f"OpenCV could not encode a {frame.shape[1]}x{frame.shape[0]} frame as JPEG")
+        data = encode_jpeg(frame)
         file = grpcclient.InferInput(JPEG, [1, data.size], "UINT8")
         file.set_data_from_numpy(data.reshape(1, -1))
         return [file]

@@ -8,18 +8,13 @@ import pytest
 import torch
 
 from backends.frames import InvalidImageError
-from backends.jpeg_decode import MAX_SIDE, decode_jpegs_nvjpeg, decode_jpegs_opencv, jpeg_frame_size
+from backends.jpeg_decode import decode_jpegs_nvjpeg, decode_jpegs_opencv
+from backends.jpeg_files import MAX_SIDE, encode_jpeg, jpeg_frame_size
 from backends.torchvision_cpu import ensure_torchvision_importable
 from backends.warmup import synthetic_frames
 from tools.make_sample_video import render_frames
 
 CPU = torch.device("cpu")
-
-
-def encoded(frame: np.ndarray, quality: int = 90) -> np.ndarray:
-    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return data.reshape(-1)
 
 
 def noise(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -36,12 +31,12 @@ def with_frame_size(data: np.ndarray, height: int, width: int) -> np.ndarray:
 
 @pytest.mark.parametrize("height, width", [(1, 1), (37, 53), (1080, 1920), (2160, 3840)])
 def test_the_header_gives_the_frame_size(height, width):
-    assert jpeg_frame_size(encoded(noise(height, width))) == (height, width)
+    assert jpeg_frame_size(encode_jpeg(noise(height, width))) == (height, width)
 
 
 def test_grayscale_and_progressive_files_give_their_size():
     gray = cv2.cvtColor(noise(40, 30), cv2.COLOR_BGR2GRAY)
-    assert jpeg_frame_size(encoded(gray)) == (40, 30)
+    assert jpeg_frame_size(encode_jpeg(gray)) == (40, 30)
     ok, progressive = cv2.imencode(".jpg", noise(21, 22), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
     assert ok and jpeg_frame_size(progressive.reshape(-1)) == (21, 22)
 
@@ -61,17 +56,17 @@ def test_grayscale_and_progressive_files_give_their_size():
 )
 def test_bad_files_are_refused_by_name(make, message):
     with pytest.raises(InvalidImageError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        jpeg_frame_size(make(encoded(noise(16, 16))))
+        jpeg_frame_size(make(encode_jpeg(noise(16, 16))))
 
 
 def test_zero_padding_after_the_end_of_image_is_accepted():
-    data = encoded(noise(16, 16))
+    data = encode_jpeg(noise(16, 16))
     assert jpeg_frame_size(np.concatenate([data, np.zeros(100, np.uint8)])) == (16, 16)
 
 
 def test_opencv_decodes_as_opencv_does():
     frame = next(render_frames(1, 320, 180))
-    data = encoded(frame)
+    data = encode_jpeg(frame)
     (decoded,) = decode_jpegs_opencv([torch.from_numpy(data)], CPU)
     assert torch.equal(decoded, torch.from_numpy(cv2.imdecode(data, cv2.IMREAD_COLOR)))
     assert np.abs(decoded.numpy().astype(int) - frame).mean() < 3  # what quality 90 loses
@@ -79,7 +74,7 @@ def test_opencv_decodes_as_opencv_does():
 
 def test_opencv_gives_grayscale_three_equal_channels():
     gray = cv2.cvtColor(noise(40, 30), cv2.COLOR_BGR2GRAY)
-    (decoded,) = decode_jpegs_opencv([torch.from_numpy(encoded(gray))], CPU)
+    (decoded,) = decode_jpegs_opencv([torch.from_numpy(encode_jpeg(gray))], CPU)
     assert decoded.shape == (40, 30, 3)
     assert torch.equal(decoded[..., 0], decoded[..., 1]) and torch.equal(decoded[..., 1], decoded[..., 2])
 
@@ -107,13 +102,13 @@ def with_unknown_scan_component(data: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("decode", [decode_jpegs_opencv, decode_jpegs_nvjpeg])
 def test_a_file_without_quantization_tables_is_refused_before_either_decoder(decode):
     # OpenCV refuses one, nvJPEG decodes one into something (H200 host): both refuse it here.
-    broken = torch.from_numpy(without_quantization_tables(encoded(noise(64, 64))))
+    broken = torch.from_numpy(without_quantization_tables(encode_jpeg(noise(64, 64))))
     with pytest.raises(InvalidImageError, match=r"no quantization table \(DQT\) before its scan"):
         decode([broken], torch.device("cuda" if decode is decode_jpegs_nvjpeg else "cpu"))
 
 
 def test_opencv_refuses_a_file_it_cannot_decode():
-    broken = with_unknown_scan_component(encoded(noise(64, 64)))
+    broken = with_unknown_scan_component(encode_jpeg(noise(64, 64)))
     assert jpeg_frame_size(broken) == (64, 64)  # the header check cannot tell
     with pytest.raises(InvalidImageError, match=r"cannot decode the JPEG file \(\d+ bytes\): corrupt"):
         decode_jpegs_opencv([torch.from_numpy(broken)], CPU)
@@ -138,7 +133,7 @@ def camera_like(height: int, width: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("quality", [75, 90, 95])
 def test_nvjpeg_matches_opencv_within_the_decoders_rounding(quality):
     frames = [next(render_frames(1, 1920, 1080)), camera_like(360, 640, 1), noise(1, 1, seed=2), camera_like(97, 131, 3)]
-    files = [torch.from_numpy(encoded(f, quality)) for f in frames]
+    files = [torch.from_numpy(encode_jpeg(f, quality)) for f in frames]
     gpu = torch.device("cuda")
     nvjpeg = decode_jpegs_nvjpeg(files, gpu)
     reference = decode_jpegs_opencv(files, CPU)
@@ -167,7 +162,7 @@ def test_nvjpeg_matches_opencv_within_the_decoders_rounding(quality):
 def test_nvjpeg_keeps_the_bgr_channel_order():
     blue = np.zeros((64, 64, 3), dtype=np.uint8)
     blue[..., 0] = 255
-    (decoded,) = decode_jpegs_nvjpeg([torch.from_numpy(encoded(blue))], torch.device("cuda"))
+    (decoded,) = decode_jpegs_nvjpeg([torch.from_numpy(encode_jpeg(blue))], torch.device("cuda"))
     assert decoded[..., 0].float().mean() > 240 and decoded[..., 2].float().mean() < 15
 
 
@@ -189,7 +184,7 @@ def test_nvjpeg_failing_a_lone_file_names_it_and_failing_a_batch_raises_for_serv
 
     fake = FailingDecodeJpeg()
     monkeypatch.setattr(torchvision.io, "decode_jpeg", fake)
-    file = torch.from_numpy(encoded(noise(16, 16)))
+    file = torch.from_numpy(encode_jpeg(noise(16, 16)))
     with pytest.raises(InvalidImageError, match=r"cannot decode the JPEG file \(\d+ bytes\): Failed to get image info"):
         decode_jpegs_nvjpeg([file], torch.device("cuda"))
     # A batch's failure is raised as it is: backends.triton_model.serve_batch then runs each
@@ -202,7 +197,7 @@ def test_nvjpeg_failing_a_lone_file_names_it_and_failing_a_batch_raises_for_serv
 @GPU
 def test_nvjpeg_still_decodes_after_refusing_a_truncated_file():
     gpu = torch.device("cuda")
-    good = torch.from_numpy(encoded(synthetic_frames(1, (64, 64), CPU)[0].numpy()))
+    good = torch.from_numpy(encode_jpeg(synthetic_frames(1, (64, 64), CPU)[0].numpy()))
     with pytest.raises(InvalidImageError, match="JPEG file is truncated"):
         decode_jpegs_nvjpeg([good[: good.numel() // 2].clone()], gpu)
     assert decode_jpegs_nvjpeg([good], gpu)[0].shape == (64, 64, 3)

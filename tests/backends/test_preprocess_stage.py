@@ -11,8 +11,9 @@ import torch
 
 from backends.contract import ENGINE_INPUT, IMAGE_SIZE
 from backends.jpeg_decode import decode_jpegs_opencv
+from backends.jpeg_files import encode_jpeg
 from backends.preprocess import preprocess_frame
-from backends.preprocess_stage import PreprocessStage, jpeg_file
+from backends.preprocess_stage import PreprocessStage
 from tools.make_sample_video import render_frames
 
 
@@ -33,7 +34,7 @@ def test_rows_are_each_frames_engine_input_and_size():
 
 def test_jpeg_files_give_what_their_decoded_frames_give():
     frames = [torch.from_numpy(next(render_frames(1, w, h))) for w, h in [(160, 90), (31, 17)]]
-    files = [jpeg_file(frame) for frame in frames]
+    files = [torch.from_numpy(encode_jpeg(frame.numpy())) for frame in frames]
     from_files = PreprocessStage(stage_args(), decode_jpegs_opencv).run(files)
     decoded = [torch.from_numpy(cv2.imdecode(f.numpy(), cv2.IMREAD_COLOR)) for f in files]
     from_frames = PreprocessStage(stage_args()).run(decoded)

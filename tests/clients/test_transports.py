@@ -13,9 +13,9 @@ from tritonclient.utils import InferenceServerException
 
 from backends import contract
 from backends.frames import InvalidImageError
+from backends.jpeg_files import JPEG_QUALITY
 from clients.results import result_from_response
 from clients.transports import (
-    JPEG_QUALITY,
     JpegGrpcTransport,
     PlainGrpcTransport,
     SystemShmTransport,

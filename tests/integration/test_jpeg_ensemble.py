@@ -15,15 +15,10 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from backends import contract as c
+from backends.jpeg_files import encode_jpeg
 from tests.integration.test_server import image_input
 
 pytestmark = pytest.mark.integration
-
-
-def jpeg_file(frame: np.ndarray, quality: int = 90) -> np.ndarray:
-    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return data.reshape(-1)
 
 
 def jpeg_input(data: np.ndarray) -> grpcclient.InferInput:
@@ -49,7 +44,7 @@ def assert_jpeg_serves_its_decoded_frame(url: str, decode: Callable[[np.ndarray]
     detections = 0
     with grpcclient.InferenceServerClient(url) as client:
         for frame in camera_like_frames():
-            data = jpeg_file(frame)
+            data = encode_jpeg(frame)
             from_jpeg = client.infer(c.JPEG_ENSEMBLE, [jpeg_input(data)])
             from_pixels = client.infer(c.ENSEMBLE, [image_input(decode(data))])
             for spec in c.ENSEMBLE_OUTPUTS:
@@ -70,12 +65,12 @@ def test_a_jpeg_file_serves_what_its_decoded_pixels_serve(triton_server):
     "data, message",
     [
         (cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].reshape(-1), "not a JPEG file"),
-        (jpeg_file(np.zeros((64, 64, 3), np.uint8))[:40], "JPEG file is truncated"),
+        (encode_jpeg(np.zeros((64, 64, 3), np.uint8))[:40], "JPEG file is truncated"),
     ],
     ids=["png", "truncated"],
 )
 def test_a_bad_file_fails_alone_and_named_beside_good_ones(triton_server, data, message):
-    good = jpeg_file(camera_like_frames()[0])
+    good = encode_jpeg(camera_like_frames()[0])
     completions: queue.SimpleQueue = queue.SimpleQueue()
     with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:
         for index, file in enumerate([good, data, good]):  # in flight together: one batch or more
@@ -92,7 +87,7 @@ def test_a_bad_file_fails_alone_and_named_beside_good_ones(triton_server, data, 
 
 
 def test_a_request_of_two_files_is_refused(triton_server):
-    data = jpeg_file(camera_like_frames()[1])
+    data = encode_jpeg(camera_like_frames()[1])
     both = grpcclient.InferInput(c.JPEG, [2, data.size], "UINT8")
     both.set_data_from_numpy(np.stack([data, data]))
     with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:
