@@ -10,11 +10,14 @@
  * lower and upper edges, one column per step (walk_edge). Nothing here is proportional to the
  * mask's area. */
 
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum {
     TRACE_NO_MEMORY = -1,
@@ -40,7 +43,7 @@ typedef struct {
  * without bounds checks: BELOW's bottom is under every row (-1 included), ABOVE's over every row
  * (frames are at most MAX_HEIGHT rows: the Python launcher checks), and neither covers a row. */
 #define MAX_HEIGHT (1 << 30)
-#define MAX_THREADS 64 /* per call */
+#define MAX_THREADS 64 /* a crew's helpers and the calling thread */
 static const Segment BELOW = {-3, -3}, ABOVE = {MAX_HEIGHT + 3, MAX_HEIGHT + 3};
 
 /* Scratch memory for one call, grown to the largest mask's needs and reused. */
@@ -572,41 +575,165 @@ typedef struct {
     int64_t *length;    /* per mask: its point count, or a negative error code */
 } Batch;
 
-static void trace_masks(Batch *b) {
-    Scratch s;
-    memset(&s, 0, sizeof(s));
+static void free_scratch(Scratch *s) {
+    free(s->segments);
+    free(s->parent);
+    free(s->first_pixel);
+    free(s->last_column);
+    free(s->lowest);
+    free(s->candidates);
+    free(s->roots);
+    free(s->column_first);
+    free(s->cursor);
+    free(s->trace);
+    free(s->best);
+    memset(s, 0, sizeof(*s));
+}
+
+static void trace_masks(Batch *b, Scratch *s) {
     for (int64_t m; (m = atomic_fetch_add(&b->next, 1)) < b->count;) {
         int64_t first = m ? b->ends[m - 1] : 0, n = 0;
         if (b->ends[m] > first) {
-            n = largest_contour(b->toggles + first, b->ends[m] - first, b->heights[m], &s);
+            n = largest_contour(b->toggles + first, b->ends[m] - first, b->heights[m], s);
             if (n > 0) {
                 b->polygon[m] = malloc((size_t)n * 2 * sizeof(int32_t));
                 if (!b->polygon[m]) n = TRACE_NO_MEMORY;
-                else memcpy(b->polygon[m], s.best, (size_t)n * 2 * sizeof(int32_t));
+                else memcpy(b->polygon[m], s->best, (size_t)n * 2 * sizeof(int32_t));
             }
         }
         b->length[m] = n;
     }
-    free(s.segments);
-    free(s.parent);
-    free(s.first_pixel);
-    free(s.last_column);
-    free(s.lowest);
-    free(s.candidates);
-    free(s.roots);
-    free(s.column_first);
-    free(s.cursor);
-    free(s.trace);
-    free(s.best);
 }
 
-static void *trace_masks_thread(void *batch) {
-    trace_masks(batch);
+/* A call's helper threads, a crew, can be started before its masks exist: the postprocess starts
+ * them when it starts waiting for the device, so that when the runs arrive the helpers are running
+ * on awake cores, not being started or woken from idle (starting three took 50-220 us of a lone
+ * 1080p frame's 0.5 ms on the H200 host: benchmarks/results/h200/postprocess-crew.md). Each helper spins
+ * for at most CREW_SPIN_NS waiting for a batch, then sleeps until one is posted or the crew is
+ * stopped. A batch is open from its posting until the calling thread has handed out every mask
+ * and finished its own; a helper that arrives after that leaves it alone, so a late waker never
+ * holds up the call. One crew serves one caller at a time. */
+#define CREW_SPIN_NS 2000000LL
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t posted, finished;
+    Batch *batch;            /* the open batch, else NULL (under lock) */
+    atomic_llong generation; /* +1 per batch posted (written under lock, read by spinners) */
+    atomic_int stop;
+    atomic_llong tracing;    /* helpers inside the open batch (joined under lock) */
+    int64_t helpers;
+    pthread_t threads[MAX_THREADS];
+} Crew;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Waits for a generation after `seen`; returns it, or -1 once the crew stops. */
+static int64_t await_batch(Crew *c, int64_t seen) {
+    int64_t deadline = now_ns() + CREW_SPIN_NS;
+    for (int64_t spins = 1;; spins++) {
+        if (atomic_load(&c->stop)) return -1;
+        if (atomic_load(&c->generation) != seen) return atomic_load(&c->generation);
+        if (spins % 64 == 0 && now_ns() > deadline) break;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&c->lock);
+    while (!atomic_load(&c->stop) && atomic_load(&c->generation) == seen) pthread_cond_wait(&c->posted, &c->lock);
+    int64_t next = atomic_load(&c->stop) ? -1 : atomic_load(&c->generation);
+    pthread_mutex_unlock(&c->lock);
+    return next;
+}
+
+static void *crew_helper(void *crew) {
+    Crew *c = crew;
+    Scratch s;
+    memset(&s, 0, sizeof(s));
+    for (int64_t seen = 0; (seen = await_batch(c, seen)) >= 0;) {
+        pthread_mutex_lock(&c->lock);
+        Batch *b = c->batch;
+        seen = atomic_load(&c->generation); /* the batch read with it, should several have passed */
+        if (b) atomic_fetch_add(&c->tracing, 1);
+        pthread_mutex_unlock(&c->lock);
+        if (!b) continue;
+        trace_masks(b, &s);
+        if (atomic_fetch_sub(&c->tracing, 1) == 1) { /* the last one out tells a caller asleep in crew_close */
+            pthread_mutex_lock(&c->lock);
+            pthread_cond_signal(&c->finished);
+            pthread_mutex_unlock(&c->lock);
+        }
+    }
+    free_scratch(&s);
     return NULL;
 }
 
-/* Every mask's largest contour, on up to `threads` threads (this one and threads - 1 started for
- * the call: the masks are independent, and one call keeps Python's GIL released for all of them).
+/* Starts up to `helpers` threads (at most MAX_THREADS - 1; those the system refuses are left
+ * out); NULL when out of memory. Pass the crew to largest_contours, then to crew_stop. */
+void *crew_start(int64_t helpers) {
+    Crew *c = calloc(1, sizeof(Crew));
+    if (!c) return NULL;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->posted, NULL);
+    pthread_cond_init(&c->finished, NULL);
+    if (helpers > MAX_THREADS - 1) helpers = MAX_THREADS - 1;
+    while (c->helpers < helpers && pthread_create(&c->threads[c->helpers], NULL, crew_helper, c) == 0) c->helpers++;
+    return c;
+}
+
+/* Stops the crew's threads and frees it. */
+void crew_stop(void *crew) {
+    Crew *c = crew;
+    pthread_mutex_lock(&c->lock);
+    atomic_store(&c->stop, 1);
+    pthread_cond_broadcast(&c->posted);
+    pthread_mutex_unlock(&c->lock);
+    for (int64_t k = 0; k < c->helpers; k++) pthread_join(c->threads[k], NULL);
+    pthread_cond_destroy(&c->finished);
+    pthread_cond_destroy(&c->posted);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static void crew_post(Crew *c, Batch *b) {
+    pthread_mutex_lock(&c->lock);
+    c->batch = b;
+    atomic_fetch_add(&c->generation, 1);
+    pthread_cond_broadcast(&c->posted);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Closes the batch to late helpers and waits for those inside it: spinning first, since a
+ * caller put to sleep here is woken as slowly as a helper (about 0.1 ms on the H200 host). */
+static void crew_close(Crew *c) {
+    pthread_mutex_lock(&c->lock);
+    c->batch = NULL;
+    pthread_mutex_unlock(&c->lock);
+    int64_t deadline = now_ns() + CREW_SPIN_NS;
+    for (int64_t spins = 1; atomic_load(&c->tracing) > 0; spins++) {
+        if (spins % 64 == 0 && now_ns() > deadline) {
+            pthread_mutex_lock(&c->lock);
+            while (atomic_load(&c->tracing) > 0) pthread_cond_wait(&c->finished, &c->lock);
+            pthread_mutex_unlock(&c->lock);
+            break;
+        }
+        cpu_relax();
+    }
+}
+
+/* Every mask's largest contour, on this thread and the crew's helpers (crew_start), or on this
+ * thread alone with crew NULL (the masks are independent, and one call keeps Python's GIL
+ * released for all of them).
  * Mask m's toggles are toggles[ends[m - 1] .. ends[m] - 1] (from 0 for m = 0), an even number,
  * and its frame has heights[m] rows. Writes mask m's points (x, y pairs) to points[2 * offsets[m]
  * ..] when all fit in `room` points, and offsets[0..count]. Returns the points needed in all (the
@@ -614,7 +741,7 @@ static void *trace_masks_thread(void *batch) {
  * set to the first failing mask. */
 int64_t largest_contours(const int32_t *toggles, const int64_t *ends, const int64_t *heights,
                          int64_t count, int32_t *points, int64_t room, int64_t *offsets,
-                         int64_t *bad_mask, int64_t threads) {
+                         int64_t *bad_mask, void *crew) {
     Batch b = {toggles, ends, heights, count, 0, calloc((size_t)count + 1, sizeof(int32_t *)),
                malloc(((size_t)count + 1) * sizeof(int64_t))};
     if (!b.polygon || !b.length) {
@@ -623,13 +750,12 @@ int64_t largest_contours(const int32_t *toggles, const int64_t *ends, const int6
         *bad_mask = 0;
         return TRACE_NO_MEMORY;
     }
-    pthread_t helpers[MAX_THREADS];
-    int64_t started = 0, wanted = threads < count ? threads : count;
-    if (wanted > MAX_THREADS) wanted = MAX_THREADS;
-    /* A thread that cannot start leaves its share to the others. */
-    while (started + 1 < wanted && pthread_create(&helpers[started], NULL, trace_masks_thread, &b) == 0) started++;
-    trace_masks(&b);
-    for (int64_t k = 0; k < started; k++) pthread_join(helpers[k], NULL);
+    if (crew) crew_post(crew, &b);
+    Scratch s;
+    memset(&s, 0, sizeof(s));
+    trace_masks(&b, &s);
+    free_scratch(&s);
+    if (crew) crew_close(crew);
     int64_t total = 0, status = 0;
     offsets[0] = 0;
     for (int64_t m = 0; m < count; m++) {

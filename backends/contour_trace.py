@@ -95,11 +95,12 @@ def build_library(folder: Path) -> Path:
 
 
 @functools.cache
-def largest_contours_function() -> ctypes._CFuncPtr:
-    """contour_trace.c's largest_contours, loaded (and built first where needed) once per process."""
-    function = ctypes.CDLL(str(build_library(cache_folder()))).largest_contours
+def tracer_library() -> ctypes.CDLL:
+    """contour_trace.c, loaded (and built first where needed) once per process: largest_contours,
+    and crew_start / crew_stop for helper threads started ahead of the masks."""
+    library = ctypes.CDLL(str(build_library(cache_folder())))
     pointer = np.ctypeslib.ndpointer
-    function.argtypes = [
+    library.largest_contours.argtypes = [
         pointer(np.int32, flags="C"),  # toggles
         pointer(np.int64, flags="C"),  # ends
         pointer(np.int64, flags="C"),  # heights
@@ -108,7 +109,16 @@ def largest_contours_function() -> ctypes._CFuncPtr:
         ctypes.c_int64,  # room
         pointer(np.int64, flags="C"),  # offsets: count + 1
         pointer(np.int64, flags="C"),  # bad_mask: 1
-        ctypes.c_int64,  # threads
+        ctypes.c_void_p,  # crew, or None: this thread alone
     ]
-    function.restype = ctypes.c_int64
-    return function
+    library.largest_contours.restype = ctypes.c_int64
+    library.crew_start.argtypes = [ctypes.c_int64]  # helpers
+    library.crew_start.restype = ctypes.c_void_p
+    library.crew_stop.argtypes = [ctypes.c_void_p]
+    library.crew_stop.restype = None
+    return library
+
+
+def largest_contours_function() -> ctypes._CFuncPtr:
+    """contour_trace.c's largest_contours (tracer_library)."""
+    return tracer_library().largest_contours

@@ -20,6 +20,7 @@ On CPU tensors the kernels run only under TRITON_INTERPRET=1 (tests).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from backends.packing import unpack_bytes
 from backends.postprocess_settings import PostprocessSettings, frame_polygons
 from backends.results import EMPTY_POLYGON, SegmentationResult
 from backends.rle_kernel import MaskToggles, mask_toggles
-from backends.rle_runs import largest_contours_from_runs
+from backends.rle_runs import TracerCrew, largest_contours_from_runs
 from backends.rle_strings_kernel import CocoStrings, coco_strings
 from backends.select_kernel import select_detections_batch
 
@@ -138,7 +139,10 @@ class PendingPostprocess:
 
     def results(self) -> list[SegmentationResult]:
         """The batch's results (every polygon of a frame that skipped them empty)."""
-        return results_from_host(self.fetch(), self._frames.image_sizes, self._settings, self._polygons)
+        # The tracer's helpers start while the device finishes, so they are running when the
+        # runs arrive instead of being started then (backends.rle_runs).
+        with TracerCrew() if any(self._polygons) else contextlib.nullcontext() as crew:
+            return results_from_host(self.fetch(), self._frames.image_sizes, self._settings, self._polygons, crew)
 
 
 def _to_host(tensor: torch.Tensor) -> torch.Tensor:
@@ -234,16 +238,18 @@ def results_from_host(
     image_sizes: list[tuple[int, int]],
     settings: PostprocessSettings,
     polygons: list[bool],
+    crew: TracerCrew | None = None,
 ) -> list[SegmentationResult]:
     """Host detections -> one SegmentationResult per frame (the strings sliced, polygons traced
-    for the detections of the frames whose `polygons` is True, the others' left empty)."""
+    for the detections of the frames whose `polygons` is True, with the crew's helpers when
+    given, the others' left empty)."""
     rles = unpack_bytes(host.rle_chars, host.rle_offsets)
     outlines = [EMPTY_POLYGON] * len(rles)
     traced = np.flatnonzero(np.asarray(polygons, dtype=bool)[host.frames])
     if len(traced):
         heights = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)[host.frames[traced], 0]
         toggles, ends = runs_of(traced, host.toggles, host.toggle_ends)
-        for row, outline in zip(traced, largest_contours_from_runs(toggles, ends, heights), strict=True):
+        for row, outline in zip(traced, largest_contours_from_runs(toggles, ends, heights, crew), strict=True):
             outlines[row] = outline
     frame_ends = np.cumsum(host.counts)
     results = []

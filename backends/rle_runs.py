@@ -7,27 +7,29 @@ by the C tracer (backends.contour_trace), at a cost of runs plus boundary pixels
 masks' area; they equal backends.polygons.largest_contour_reference on the full masks. (The COCO
 strings are made on the device: backends.rle_strings_kernel.)
 
-A batch with many toggles is traced on a few threads at once, started by the C tracer for the
-call, each taking the next mask as it finishes one: one ctypes call, which lets go of the GIL
-for all of it. A mask is never split, so a frame whose time is one large mask's gains little.
-On the H200 host, 1080p with 25 detections: 0.68 ms on one thread, 0.35 ms on four; groups of
-masks on a Python thread pool, as before, gained nothing there (waking a pool thread alone took
-0.06-0.11 ms after idling; benchmarks/results/h200/postprocess-threads.md).
+A batch with many toggles is traced on a few threads at once, each taking the next mask as it
+finishes one: one ctypes call, which lets go of the GIL for all of it. A mask is never split, so
+a frame whose time is one large mask's gains little. The helper threads are a TracerCrew, which
+the postprocess starts when it starts waiting for the device, so they are running when the runs
+arrive: started when the runs were there, three helpers began 50-220 us into a lone 1080p
+frame's tracing on the H200 host, and a crew started ahead took it from 0.50 to 0.36 ms
+(benchmarks/results/h200/postprocess-crew.md). Without a crew, one is started for the call.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+from typing import Self
 
 import numpy as np
 
-from backends.contour_trace import BAD_TOGGLES, NO_MEMORY, largest_contours_function
+from backends.contour_trace import BAD_TOGGLES, NO_MEMORY, largest_contours_function, tracer_library
 from backends.results import EMPTY_POLYGON
 
 MAX_HEIGHT = 1 << 30  # contour_trace.c's sentinels lie past every row of such frames
-# At most this many threads per call: a server runs several postprocess instances and the other
-# stages on the same CPU, so one batch's polygons should not take all of it.
+# At most this many threads per call, helpers included: a server runs several postprocess
+# instances and the other stages on the same CPU, so one batch's polygons should not take all of it.
 MAX_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 # A thread per this many toggles, at most MAX_THREADS: fewer toggles cost a thread's start for
 # less than it saves. The H200 host's sweep (postprocess-threads.md, threads started in C): 5 k
@@ -48,7 +50,45 @@ def _integers(name: str, values: np.ndarray, dtype: type) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=dtype)
 
 
-def largest_contours_from_runs(toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray) -> list[np.ndarray]:
+class TracerCrew:
+    """Helper threads for largest_contours_from_runs, started before the masks exist.
+
+    contour_trace.c's crew: each helper spins for up to 2 ms waiting for a call's masks, then
+    sleeps until one comes or the crew is closed. Start it just before waiting for the device
+    and close it after tracing (a context manager); one thread traces with it at a time.
+    """
+
+    def __init__(self, helpers: int | None = None):
+        self.helpers = MAX_THREADS - 1 if helpers is None else helpers
+        if self.helpers < 0:
+            raise ValueError(f"helpers must be >= 0, got {self.helpers}")
+        self._handle = tracer_library().crew_start(self.helpers) if self.helpers else None
+        if self.helpers and not self._handle:
+            raise MemoryError("the contour tracer's crew could not be allocated")
+        self.closed = False
+
+    def handle(self) -> int | None:
+        """The C crew (None without helpers); ValueError once closed."""
+        if self.closed:
+            raise ValueError("this TracerCrew is closed")
+        return self._handle
+
+    def close(self) -> None:
+        """Stops the helpers (waiting for them to leave); closing again does nothing."""
+        if not self.closed and self._handle:
+            tracer_library().crew_stop(self._handle)
+        self.closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def largest_contours_from_runs(
+    toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray, crew: TracerCrew | None = None
+) -> list[np.ndarray]:
     """Every mask's polygon: the same as backends.polygons.largest_contour_reference on the full mask.
 
     Args:
@@ -56,13 +96,17 @@ def largest_contours_from_runs(toggles: np.ndarray, ends: np.ndarray, heights: n
             integer types are converted when they fit).
         ends: (N,) inclusive cumulative toggle counts per mask.
         heights: (N,) the height of each mask's frame.
+        crew: helpers started ahead (TracerCrew), which trace with this thread; without one, a
+            crew is started for the call: a thread per TOGGLES_PER_THREAD toggles, this one
+            included, at most MAX_THREADS.
 
     Returns:
         N (P, 2) int32 xy arrays (EMPTY_POLYGON for an empty mask).
 
     Raises:
         ValueError: inputs of the wrong shape or type, an odd toggle count, ends that decrease
-            or pass the toggles, heights outside [1, 2**30], or a mask's toggles that do not increase.
+            or pass the toggles, heights outside [1, 2**30], a mask's toggles that do not
+            increase, or a closed crew.
         RuntimeError: no C compiler to build the tracer (backends.contour_trace).
         MemoryError: the tracer's scratch memory could not be allocated.
     """
@@ -78,21 +122,26 @@ def largest_contours_from_runs(toggles: np.ndarray, ends: np.ndarray, heights: n
         raise ValueError(f"mask {int(np.flatnonzero(counts % 2)[0])} has an odd toggle count")
     if len(heights) and (heights.min() < 1 or heights.max() > MAX_HEIGHT):
         raise ValueError(f"heights must lie in [1, {MAX_HEIGHT}], got {heights.min()}..{heights.max()}")
+    if crew is not None:
+        return _trace_masks(toggles, ends, heights, crew.handle())
     if len(ends) == 0:
         return []
     threads = max(1, min(MAX_THREADS, len(ends), int(ends[-1]) // TOGGLES_PER_THREAD))
-    return _trace_masks(toggles, ends, heights, threads)
+    with TracerCrew(threads - 1) as own:
+        return _trace_masks(toggles, ends, heights, own.handle())
 
 
-def _trace_masks(toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray, threads: int) -> list[np.ndarray]:
-    """The C tracer on checked inputs, on up to `threads` threads."""
+def _trace_masks(toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray, crew: int | None) -> list[np.ndarray]:
+    """The C tracer on checked inputs, with the crew's helpers (None: this thread alone)."""
+    if len(ends) == 0:
+        return []
     trace = largest_contours_function()
     offsets = np.zeros(len(ends) + 1, dtype=np.int64)
     bad_mask = np.zeros(1, dtype=np.int64)
     room = len(toggles) + 4 * len(ends)  # enough for smooth masks; the rare rest call again
     while True:
         points = np.empty((room, 2), dtype=np.int32)
-        needed = trace(toggles, ends, heights, len(ends), points, room, offsets, bad_mask, threads)
+        needed = trace(toggles, ends, heights, len(ends), points, room, offsets, bad_mask, crew)
         if needed == BAD_TOGGLES:
             raise ValueError(f"mask {int(bad_mask[0])}'s toggles must be non-negative and increasing")
         if needed == NO_MEMORY:

@@ -181,6 +181,42 @@ def test_polygons_are_chosen_per_frame(choices):
         assert same_results(mixed, postprocess_batch(*args, without, choices))
 
 
+@pytest.mark.parametrize("choices, crews", [([False, False], 0), ([False, True], 1)])
+def test_tracer_helpers_start_before_the_device_wait(monkeypatch, choices, crews):
+    """results() starts the tracer's crew before fetch() waits for the device, traces with it and
+    closes it; a batch without polygons starts none."""
+    from backends import postprocess_kernel, rle_runs
+
+    events = []
+
+    class RecordingCrew(rle_runs.TracerCrew):  # a spy around the real crew
+        def __init__(self, helpers=None):
+            events.append("crew")
+            super().__init__(helpers)
+
+        def close(self):
+            events.append("closed")
+            super().close()
+
+    real_fetch = postprocess_kernel.PendingPostprocess.fetch
+
+    def recording_fetch(self):
+        events.append("fetch")
+        return real_fetch(self)
+
+    monkeypatch.setattr(postprocess_kernel, "TracerCrew", RecordingCrew)
+    monkeypatch.setattr(postprocess_kernel.PendingPostprocess, "fetch", recording_fetch)
+    rng = np.random.default_rng(13)
+    case = make_case("blobs", rng, [(40, 24), (60, 50)], num_queries=12, mask_side=20, device=DEVICE)
+    args = (case.dets, case.labels, case.masks, case.image_sizes, case.settings)
+    with_crew = launch_postprocess(*args, choices).results()
+    assert events == (["crew", "fetch", "closed"] if crews else ["fetch"])
+    if crews:
+        monkeypatch.setattr(postprocess_kernel, "TracerCrew", lambda: rle_runs.TracerCrew(0))
+        alone = launch_postprocess(*args, choices).results()
+        assert same_results(with_crew, alone)
+
+
 @pytest.mark.parametrize("choices, runs_copied", [([False, False], False), ([False, True], True)])
 def test_runs_cross_only_when_a_frame_wants_polygons(choices, runs_copied):
     rng = np.random.default_rng(13)
