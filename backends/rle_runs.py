@@ -12,8 +12,8 @@ finishes one: one ctypes call, which lets go of the GIL for all of it. A mask is
 a frame whose time is one large mask's gains little. The helper threads are a TracerCrew, which
 the postprocess starts when it starts waiting for the device, so they are running when the runs
 arrive: started when the runs were there, three helpers began 50-220 us into a lone 1080p
-frame's tracing on the H200 host, and a crew started ahead took it from 0.50 to 0.36 ms
-(benchmarks/results/h200/postprocess-crew.md). Without a crew, one is started for the call.
+frame's tracing on the H200 host; a crew started ahead took that frame's polygons from 0.57 to
+0.42 ms (benchmarks/results/h200/postprocess-crew.md). Without a crew, one is started for the call.
 """
 
 from __future__ import annotations
