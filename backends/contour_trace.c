@@ -13,6 +13,7 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -610,7 +611,8 @@ static void trace_masks(Batch *b, Scratch *s) {
  * on awake cores, not being started or woken from idle (starting three took 50-220 us of a lone
  * 1080p frame's 0.5 ms on the H200 host: benchmarks/results/h200/postprocess-crew.md). Each helper spins
  * for at most CREW_SPIN_NS waiting for a batch, then sleeps until one is posted or the crew is
- * stopped. A batch is open from its posting until the calling thread has handed out every mask
+ * stopped. It spins on sched_yield, so on a busy host it gives its core to any thread that can
+ * run (the server's other stages): on an idle one as fast as a pause loop (the same page). A batch is open from its posting until the calling thread has handed out every mask
  * and finished its own; a helper that arrives after that leaves it alone, so a late waker never
  * holds up the call. One crew serves one caller at a time. */
 #define CREW_SPIN_NS 2000000LL
@@ -626,14 +628,6 @@ typedef struct {
     pthread_t threads[MAX_THREADS];
 } Crew;
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 static int64_t now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -647,7 +641,7 @@ static int64_t await_batch(Crew *c, int64_t seen) {
         if (atomic_load(&c->stop)) return -1;
         if (atomic_load(&c->generation) != seen) return atomic_load(&c->generation);
         if (spins % 64 == 0 && now_ns() > deadline) break;
-        cpu_relax();
+        sched_yield();
     }
     pthread_mutex_lock(&c->lock);
     while (!atomic_load(&c->stop) && atomic_load(&c->generation) == seen) pthread_cond_wait(&c->posted, &c->lock);
@@ -727,7 +721,7 @@ static void crew_close(Crew *c) {
             pthread_mutex_unlock(&c->lock);
             break;
         }
-        cpu_relax();
+        sched_yield();
     }
 }
 
