@@ -606,15 +606,16 @@ static void trace_masks(Batch *b, Scratch *s) {
     }
 }
 
-/* A call's helper threads, a crew, can be started before its masks exist: the postprocess starts
- * them when it starts waiting for the device, so that when the runs arrive the helpers are running
- * on awake cores, not being started or woken from idle (starting three took 50-220 us of a lone
- * 1080p frame's 0.5 ms on the H200 host: benchmarks/results/h200/postprocess-crew.md). Each helper spins
- * for at most CREW_SPIN_NS waiting for a batch, then sleeps until one is posted or the crew is
- * stopped. It spins on sched_yield, so on a busy host it gives its core to any thread that can
- * run (the server's other stages): on an idle one as fast as a pause loop (the same page). A batch is open from its posting until the calling thread has handed out every mask
- * and finished its own; a helper that arrives after that leaves it alone, so a late waker never
- * holds up the call. One crew serves one caller at a time. */
+/* Helper threads for the calls, a crew, that live with the process (backends.rle_runs keeps one)
+ * and that the postprocess wakes when it starts waiting for the device (crew_wake), so that when
+ * the runs arrive the helpers are running on awake cores: not started (33 us a thread on the H200
+ * host) nor woken from sleep then (benchmarks/results/h200/postprocess-crew.md). A woken helper
+ * spins for CREW_SPIN_NS waiting for a batch, then sleeps until the next wake, batch or stop. It
+ * spins on sched_yield, so on a busy host it gives its core to any thread that can run (the
+ * server's other stages), and on an idle one is as quick as a pause loop (the same page). A
+ * batch is open from its posting until the calling thread has handed out every mask and finished
+ * its own; a helper that arrives after that leaves it alone, so a late waker never holds up the
+ * call. One crew serves one caller at a time. */
 #define CREW_SPIN_NS 2000000LL
 
 typedef struct {
@@ -622,6 +623,7 @@ typedef struct {
     pthread_cond_t posted, finished;
     Batch *batch;            /* the open batch, else NULL (under lock) */
     atomic_llong generation; /* +1 per batch posted (written under lock, read by spinners) */
+    atomic_llong wakes;      /* +1 per crew_wake (likewise) */
     atomic_int stop;
     atomic_llong tracing;    /* helpers inside the open batch (joined under lock) */
     int64_t helpers;
@@ -634,27 +636,37 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* Waits for a generation after `seen`; returns it, or -1 once the crew stops. */
-static int64_t await_batch(Crew *c, int64_t seen) {
-    int64_t deadline = now_ns() + CREW_SPIN_NS;
-    for (int64_t spins = 1;; spins++) {
-        if (atomic_load(&c->stop)) return -1;
-        if (atomic_load(&c->generation) != seen) return atomic_load(&c->generation);
-        if (spins % 64 == 0 && now_ns() > deadline) break;
-        sched_yield();
+/* Waits for a generation after `seen`, spinning from a start and from each wake after *woken
+ * (updated), sleeping between; returns the generation, or -1 once the crew stops. */
+static int64_t await_batch(Crew *c, int64_t seen, int64_t *woken) {
+    for (;;) {
+        int64_t deadline = now_ns() + CREW_SPIN_NS;
+        for (int64_t spins = 1;; spins++) {
+            if (atomic_load(&c->stop)) return -1;
+            if (atomic_load(&c->generation) != seen) return atomic_load(&c->generation);
+            if (atomic_load(&c->wakes) != *woken) { /* woken again while spinning: spin on from now */
+                *woken = atomic_load(&c->wakes);
+                deadline = now_ns() + CREW_SPIN_NS;
+            }
+            if (spins % 64 == 0 && now_ns() > deadline) break;
+            sched_yield();
+        }
+        pthread_mutex_lock(&c->lock);
+        while (!atomic_load(&c->stop) && atomic_load(&c->generation) == seen && atomic_load(&c->wakes) == *woken)
+            pthread_cond_wait(&c->posted, &c->lock);
+        int64_t next = atomic_load(&c->stop) ? -1 : atomic_load(&c->generation);
+        *woken = atomic_load(&c->wakes);
+        pthread_mutex_unlock(&c->lock);
+        if (next != seen) return next;
     }
-    pthread_mutex_lock(&c->lock);
-    while (!atomic_load(&c->stop) && atomic_load(&c->generation) == seen) pthread_cond_wait(&c->posted, &c->lock);
-    int64_t next = atomic_load(&c->stop) ? -1 : atomic_load(&c->generation);
-    pthread_mutex_unlock(&c->lock);
-    return next;
 }
 
 static void *crew_helper(void *crew) {
     Crew *c = crew;
     Scratch s;
     memset(&s, 0, sizeof(s));
-    for (int64_t seen = 0; (seen = await_batch(c, seen)) >= 0;) {
+    int64_t woken = 0;
+    for (int64_t seen = 0; (seen = await_batch(c, seen, &woken)) >= 0;) {
         pthread_mutex_lock(&c->lock);
         Batch *b = c->batch;
         seen = atomic_load(&c->generation); /* the batch read with it, should several have passed */
@@ -673,7 +685,8 @@ static void *crew_helper(void *crew) {
 }
 
 /* Starts up to `helpers` threads (at most MAX_THREADS - 1; those the system refuses are left
- * out); NULL when out of memory. Pass the crew to largest_contours, then to crew_stop. */
+ * out), spinning as if just woken; NULL when out of memory. Pass the crew to crew_wake and
+ * largest_contours, then to crew_stop. */
 void *crew_start(int64_t helpers) {
     Crew *c = calloc(1, sizeof(Crew));
     if (!c) return NULL;
@@ -683,6 +696,15 @@ void *crew_start(int64_t helpers) {
     if (helpers > MAX_THREADS - 1) helpers = MAX_THREADS - 1;
     while (c->helpers < helpers && pthread_create(&c->threads[c->helpers], NULL, crew_helper, c) == 0) c->helpers++;
     return c;
+}
+
+/* Has the crew's helpers spin for the next CREW_SPIN_NS, asleep or not. */
+void crew_wake(void *crew) {
+    Crew *c = crew;
+    pthread_mutex_lock(&c->lock);
+    atomic_fetch_add(&c->wakes, 1);
+    pthread_cond_broadcast(&c->posted);
+    pthread_mutex_unlock(&c->lock);
 }
 
 /* Stops the crew's threads and frees it. */

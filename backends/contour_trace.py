@@ -97,7 +97,7 @@ def build_library(folder: Path) -> Path:
 @functools.cache
 def tracer_library() -> ctypes.CDLL:
     """contour_trace.c, loaded (and built first where needed) once per process: largest_contours,
-    and crew_start / crew_stop for helper threads started ahead of the masks."""
+    and crew_start / crew_wake / crew_stop for its helper threads."""
     library = ctypes.CDLL(str(build_library(cache_folder())))
     pointer = np.ctypeslib.ndpointer
     library.largest_contours.argtypes = [
@@ -116,6 +116,8 @@ def tracer_library() -> ctypes.CDLL:
     library.crew_start.restype = ctypes.c_void_p
     library.crew_stop.argtypes = [ctypes.c_void_p]
     library.crew_stop.restype = None
+    library.crew_wake.argtypes = [ctypes.c_void_p]
+    library.crew_wake.restype = None
     return library
 
 

@@ -43,7 +43,7 @@ from backends.packing import unpack_bytes
 from backends.postprocess_settings import PostprocessSettings, frame_polygons
 from backends.results import EMPTY_POLYGON, SegmentationResult
 from backends.rle_kernel import MaskToggles, mask_toggles
-from backends.rle_runs import TracerCrew, largest_contours_from_runs
+from backends.rle_runs import TracerCrew, largest_contours_from_runs, woken_crew
 from backends.rle_strings_kernel import CocoStrings, coco_strings
 from backends.select_kernel import select_detections_batch
 
@@ -139,9 +139,9 @@ class PendingPostprocess:
 
     def results(self) -> list[SegmentationResult]:
         """The batch's results (every polygon of a frame that skipped them empty)."""
-        # The tracer's helpers start while the device finishes, so they are running when the
-        # runs arrive instead of being started then (backends.rle_runs).
-        with TracerCrew() if any(self._polygons) else contextlib.nullcontext() as crew:
+        # The tracer's helpers are woken while the device finishes, so they are running when the
+        # runs arrive (backends.rle_runs).
+        with woken_crew() if any(self._polygons) else contextlib.nullcontext() as crew:
             return results_from_host(self.fetch(), self._frames.image_sizes, self._settings, self._polygons, crew)
 
 

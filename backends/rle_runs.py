@@ -9,17 +9,20 @@ strings are made on the device: backends.rle_strings_kernel.)
 
 A batch with many toggles is traced on a few threads at once, each taking the next mask as it
 finishes one: one ctypes call, which lets go of the GIL for all of it. A mask is never split, so
-a frame whose time is one large mask's gains little. The helper threads are a TracerCrew, which
-the postprocess starts when it starts waiting for the device, so they are running when the runs
-arrive: started when the runs were there, three helpers began 50-220 us into a lone 1080p
-frame's tracing on the H200 host; a crew started ahead took that frame's polygons from 0.57 to
-0.42 ms (benchmarks/results/h200/postprocess-crew.md). Without a crew, one is started for the call.
+a frame whose time is one large mask's gains little. The helper threads are the process's
+TracerCrew, kept between calls, which the postprocess wakes when it starts waiting for the
+device, so they are running when the runs arrive. Started then instead, three helpers began
+50-220 us into a lone 1080p frame's tracing on the H200 host; woken ahead, within 4 us, and that
+frame's polygons took 0.42 ms instead of 0.57 (benchmarks/results/h200/postprocess-crew.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import threading
+from collections.abc import Iterator
 from typing import Self
 
 import numpy as np
@@ -28,14 +31,15 @@ from backends.contour_trace import BAD_TOGGLES, NO_MEMORY, largest_contours_func
 from backends.results import EMPTY_POLYGON
 
 MAX_HEIGHT = 1 << 30  # contour_trace.c's sentinels lie past every row of such frames
-# At most this many threads per call, helpers included: a server runs several postprocess
-# instances and the other stages on the same CPU, so one batch's polygons should not take all of it.
-MAX_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-# A thread per this many toggles, at most MAX_THREADS: fewer toggles cost a thread's start for
-# less than it saves. The H200 host's sweep (postprocess-threads.md, threads started in C): 5 k
-# against 10 k after 2 ms idle, as between a server's requests, was faster in 5 of 6 workloads
-# (720p/10 0.404 -> 0.355 ms, 1080p/25 0.551 -> 0.524), slower at 1080p/100 (1.434 -> 1.598).
-TOGGLES_PER_THREAD = 5_000
+# Threads per call, helpers included, at most (and no more than the CPUs): on the H200 host a lone
+# 1080p frame with 25 detections took 0.61 ms on 4, 0.55 on 6 and 0.51 on 8, with 100 detections
+# 1.62 -> 1.12 ms (postprocess-crew.md). The other stages and instances share the CPU, but the
+# helpers give way while they wait (contour_trace.c's crew) and do no more work than one thread would.
+MAX_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+# A call with fewer toggles, given no crew, is traced on the calling thread alone: waking the
+# helpers costs about what they would save (postprocess-threads.md: under 10 k toggles one
+# thread was as fast as several).
+TOGGLES_FOR_HELPERS = 10_000
 
 
 def _integers(name: str, values: np.ndarray, dtype: type) -> np.ndarray:
@@ -51,11 +55,12 @@ def _integers(name: str, values: np.ndarray, dtype: type) -> np.ndarray:
 
 
 class TracerCrew:
-    """Helper threads for largest_contours_from_runs, started before the masks exist.
+    """Helper threads for largest_contours_from_runs (contour_trace.c's crew).
 
-    contour_trace.c's crew: each helper spins for up to 2 ms waiting for a call's masks, then
-    sleeps until one comes or the crew is closed. Start it just before waiting for the device
-    and close it after tracing (a context manager); one thread traces with it at a time.
+    A helper spins for up to 2 ms after its start and after each wake() waiting for a call's
+    masks, then sleeps until the next wake, call or close. One thread traces with a crew at a
+    time. The postprocess uses the process's crew (woken_crew); a crew of its own is a context
+    manager that closes it.
     """
 
     def __init__(self, helpers: int | None = None):
@@ -73,6 +78,12 @@ class TracerCrew:
             raise ValueError("this TracerCrew is closed")
         return self._handle
 
+    def wake(self) -> None:
+        """Has the helpers spin for the next 2 ms: call it before waiting for the device."""
+        handle = self.handle()
+        if handle:
+            tracer_library().crew_wake(handle)
+
     def close(self) -> None:
         """Stops the helpers (waiting for them to leave); closing again does nothing."""
         if not self.closed and self._handle:
@@ -86,6 +97,29 @@ class TracerCrew:
         self.close()
 
 
+_process_crew: TracerCrew | None = None
+_process_crew_free = threading.Lock()
+
+
+@contextlib.contextmanager
+def woken_crew() -> Iterator[TracerCrew]:
+    """The process's crew (MAX_THREADS - 1 helpers, started at first use and kept), woken; while
+    another thread traces with it, a crew started for this block alone."""
+    global _process_crew
+    if not _process_crew_free.acquire(blocking=False):
+        with TracerCrew() as own:
+            yield own
+        return
+    try:
+        if _process_crew is None:
+            _process_crew = TracerCrew()  # its helpers start spinning, as if woken
+        else:
+            _process_crew.wake()
+        yield _process_crew
+    finally:
+        _process_crew_free.release()
+
+
 def largest_contours_from_runs(
     toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray, crew: TracerCrew | None = None
 ) -> list[np.ndarray]:
@@ -96,9 +130,10 @@ def largest_contours_from_runs(
             integer types are converted when they fit).
         ends: (N,) inclusive cumulative toggle counts per mask.
         heights: (N,) the height of each mask's frame.
-        crew: helpers started ahead (TracerCrew), which trace with this thread; without one, a
-            crew is started for the call: a thread per TOGGLES_PER_THREAD toggles, this one
-            included, at most MAX_THREADS.
+        crew: helpers (TracerCrew, woken before the runs were ready) to trace with this thread;
+            without one, the process's crew is woken for a call of TOGGLES_FOR_HELPERS toggles
+            and more masks than one, and a smaller call (or any, with MAX_THREADS 1) is traced
+            on this thread alone.
 
     Returns:
         N (P, 2) int32 xy arrays (EMPTY_POLYGON for an empty mask).
@@ -124,11 +159,10 @@ def largest_contours_from_runs(
         raise ValueError(f"heights must lie in [1, {MAX_HEIGHT}], got {heights.min()}..{heights.max()}")
     if crew is not None:
         return _trace_masks(toggles, ends, heights, crew.handle())
-    if len(ends) == 0:
-        return []
-    threads = max(1, min(MAX_THREADS, len(ends), int(ends[-1]) // TOGGLES_PER_THREAD))
-    with TracerCrew(threads - 1) as own:
-        return _trace_masks(toggles, ends, heights, own.handle())
+    if MAX_THREADS < 2 or len(ends) < 2 or ends[-1] < TOGGLES_FOR_HELPERS:
+        return _trace_masks(toggles, ends, heights, None)
+    with woken_crew() as woken:
+        return _trace_masks(toggles, ends, heights, woken.handle())
 
 
 def _trace_masks(toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray, crew: int | None) -> list[np.ndarray]:

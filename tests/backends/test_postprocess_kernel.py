@@ -9,6 +9,7 @@ the compiler checks. With one, the small cases run compiled on the GPU, then ful
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
@@ -181,22 +182,20 @@ def test_polygons_are_chosen_per_frame(choices):
         assert same_results(mixed, postprocess_batch(*args, without, choices))
 
 
-@pytest.mark.parametrize("choices, crews", [([False, False], 0), ([False, True], 1)])
-def test_tracer_helpers_start_before_the_device_wait(monkeypatch, choices, crews):
-    """results() starts the tracer's crew before fetch() waits for the device, traces with it and
-    closes it; a batch without polygons starts none."""
+@pytest.mark.parametrize("choices, woken", [([False, False], False), ([False, True], True)])
+def test_tracer_helpers_are_woken_before_the_device_wait(monkeypatch, choices, woken):
+    """results() wakes the process's tracer crew before fetch() waits for the device and traces
+    with it; a batch without polygons wakes none."""
     from backends import postprocess_kernel, rle_runs
 
     events = []
 
-    class RecordingCrew(rle_runs.TracerCrew):  # a spy around the real crew
-        def __init__(self, helpers=None):
-            events.append("crew")
-            super().__init__(helpers)
-
-        def close(self):
-            events.append("closed")
-            super().close()
+    @contextlib.contextmanager
+    def recording_crew():  # a spy around the real process crew
+        events.append("woken")
+        with rle_runs.woken_crew() as crew:
+            yield crew
+        events.append("returned")
 
     real_fetch = postprocess_kernel.PendingPostprocess.fetch
 
@@ -204,15 +203,15 @@ def test_tracer_helpers_start_before_the_device_wait(monkeypatch, choices, crews
         events.append("fetch")
         return real_fetch(self)
 
-    monkeypatch.setattr(postprocess_kernel, "TracerCrew", RecordingCrew)
+    monkeypatch.setattr(postprocess_kernel, "woken_crew", recording_crew)
     monkeypatch.setattr(postprocess_kernel.PendingPostprocess, "fetch", recording_fetch)
     rng = np.random.default_rng(13)
     case = make_case("blobs", rng, [(40, 24), (60, 50)], num_queries=12, mask_side=20, device=DEVICE)
     args = (case.dets, case.labels, case.masks, case.image_sizes, case.settings)
     with_crew = launch_postprocess(*args, choices).results()
-    assert events == (["crew", "fetch", "closed"] if crews else ["fetch"])
-    if crews:
-        monkeypatch.setattr(postprocess_kernel, "TracerCrew", lambda: rle_runs.TracerCrew(0))
+    assert events == (["woken", "fetch", "returned"] if woken else ["fetch"])
+    if woken:
+        monkeypatch.setattr(postprocess_kernel, "woken_crew", lambda: rle_runs.TracerCrew(0))
         alone = launch_postprocess(*args, choices).results()
         assert same_results(with_crew, alone)
 

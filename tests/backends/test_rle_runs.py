@@ -1,8 +1,10 @@
-"""backends.rle_runs: a batch traced on threads, started for the call or ahead of it (a crew),
-gives what one thread gives, errors still name the batch's first bad mask, and the thread count
-follows the batch's toggles."""
+"""backends.rle_runs: a batch traced with helper threads (a crew, the process's or its own) gives
+what one thread gives, call after call, asleep or woken; errors still name the batch's first bad
+mask; only batches worth it wake the helpers."""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -18,18 +20,12 @@ def batch_of(masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[int]
     return np.concatenate(toggles), np.cumsum([len(t) for t in toggles]), [m.shape[0] for m in masks]
 
 
-@pytest.fixture
-def every_mask_on_threads(monkeypatch):
-    """Gives even the smallest batch MAX_THREADS threads (3 here, whatever the host)."""
-    monkeypatch.setattr(rle_runs, "TOGGLES_PER_THREAD", 1)
-    monkeypatch.setattr(rle_runs, "MAX_THREADS", 3)
-
-
-def test_threads_trace_what_one_thread_traces(every_mask_on_threads, monkeypatch):
+def test_threads_trace_what_one_thread_traces(monkeypatch):
     rng = np.random.default_rng(3)
     masks = sample_masks(rng) + [rng.random((40, 60)) < 0.5 for _ in range(7)]
     toggles, ends, heights = batch_of(masks)
-    threaded = largest_contours_from_runs(toggles, ends, heights)
+    with TracerCrew(2) as crew:
+        threaded = largest_contours_from_runs(toggles, ends, heights, crew)
     monkeypatch.setattr(rle_runs, "MAX_THREADS", 1)
     single = largest_contours_from_runs(toggles, ends, heights)
     assert len(threaded) == len(single) == len(masks)
@@ -38,40 +34,56 @@ def test_threads_trace_what_one_thread_traces(every_mask_on_threads, monkeypatch
         np.testing.assert_array_equal(a, largest_contour_reference(mask), err_msg=f"mask {index}")
 
 
-def test_an_error_names_the_first_bad_mask_of_the_batch(every_mask_on_threads):
+def test_an_error_names_the_first_bad_mask_of_the_batch():
     masks = [np.eye(6, dtype=bool) for _ in range(6)]
     toggles, ends, heights = batch_of(masks)
     for bad in (4, 2):  # masks 2 and 4 decrease; the threads may meet 4 first
         toggles[ends[bad] - 1], toggles[ends[bad] - 2] = toggles[ends[bad] - 2], toggles[ends[bad] - 1]
-    with pytest.raises(ValueError, match="mask 2's toggles"):
-        largest_contours_from_runs(toggles, ends, heights)
+    with TracerCrew(2) as crew, pytest.raises(ValueError, match="mask 2's toggles"):
+        largest_contours_from_runs(toggles, ends, heights, crew)
 
 
 @pytest.mark.parametrize(
-    ("counts", "max_threads", "per_thread", "expected"),
+    ("counts", "max_threads", "helped"),
     [
-        ([4, 4], 4, 10_000, 1),  # under TOGGLES_PER_THREAD: this thread alone
-        ([6_000] * 8, 4, 10_000, 4),  # 48 k toggles: 4 threads, capped at MAX_THREADS
-        ([6_000] * 8, 4, 20_000, 2),
-        ([40_000, 2], 4, 10_000, 2),  # never more threads than masks
+        ([4, 4], 4, False),  # under TOGGLES_FOR_HELPERS: this thread alone
+        ([6_000] * 8, 4, True),  # 48 k toggles: the process's crew
+        ([6_000] * 8, 1, False),  # MAX_THREADS 1: alone whatever the batch
+        ([40_000], 4, False),  # one mask: nothing to share
+        ([40_000, 2], 4, True),
     ],
 )
-def test_the_thread_count_follows_the_toggles(monkeypatch, counts, max_threads, per_thread, expected):
-    asked = []
+def test_helpers_join_only_batches_worth_them(monkeypatch, counts, max_threads, helped):
+    woken = []
+    real = rle_runs.woken_crew
 
-    class RecordingCrew(TracerCrew):  # a spy around the real crew: records the threads started
-        def __init__(self, helpers=None):
-            super().__init__(helpers)
-            asked.append(self.helpers + 1)
+    @contextlib.contextmanager
+    def recording_crew():  # a spy around the real process crew
+        with real() as crew:
+            woken.append(crew)
+            yield crew
 
-    monkeypatch.setattr(rle_runs, "TracerCrew", RecordingCrew)
+    monkeypatch.setattr(rle_runs, "woken_crew", recording_crew)
     monkeypatch.setattr(rle_runs, "MAX_THREADS", max_threads)
-    monkeypatch.setattr(rle_runs, "TOGGLES_PER_THREAD", per_thread)
     ends = np.cumsum(counts)
     # Each mask a stack of one-pixel runs in a tall frame: any toggle count, all increasing.
     toggles = np.concatenate([np.arange(n, dtype=np.int32) * 2 for n in counts])
     assert len(largest_contours_from_runs(toggles, ends, np.full(len(counts), 1 << 20))) == len(counts)
-    assert asked == [expected]
+    assert bool(woken) == helped
+
+
+def test_the_process_crew_is_kept_and_lent_to_one_thread_at_a_time():
+    with rle_runs.woken_crew() as first:
+        with rle_runs.woken_crew() as meanwhile:  # held: this block gets a crew of its own
+            assert meanwhile is not first
+        assert meanwhile.closed and not first.closed
+    with rle_runs.woken_crew() as again:
+        assert again is first
+    toggles, ends, heights = batch_of(some_masks(4))
+    expected = largest_contours_from_runs(toggles, ends, heights, TracerCrew(0))
+    with rle_runs.woken_crew() as crew:
+        for a, b in zip(largest_contours_from_runs(toggles, ends, heights, crew), expected, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def some_masks(seed: int) -> list[np.ndarray]:
@@ -93,18 +105,22 @@ def test_a_crew_traces_what_one_thread_traces_call_after_call(monkeypatch, helpe
                 np.testing.assert_array_equal(a, b, err_msg=f"mask {index}")
 
 
-def test_a_crew_that_slept_still_takes_part():
-    """Its helpers outwait their 2 ms spin and sleep; a batch posted then wakes them, and the
-    call neither hangs nor loses a mask."""
+@pytest.mark.parametrize("wake", [False, True])
+def test_a_crew_that_slept_still_takes_part(wake):
+    """Its helpers outwait their 2 ms spin and sleep; a wake, or a batch posted, has them go on,
+    and the call neither hangs nor loses a mask."""
     import time
 
     toggles, ends, heights = batch_of(some_masks(5))
     expected = largest_contours_from_runs(toggles, ends, heights)
     with TracerCrew(3) as crew:
-        time.sleep(0.05)
-        traced = largest_contours_from_runs(toggles, ends, heights, crew)
-    for a, b in zip(traced, expected, strict=True):
-        np.testing.assert_array_equal(a, b)
+        for _ in range(2):
+            time.sleep(0.01)
+            if wake:
+                crew.wake()
+            traced = largest_contours_from_runs(toggles, ends, heights, crew)
+            for a, b in zip(traced, expected, strict=True):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_a_crew_keeps_errors_and_can_be_closed_unused():
@@ -122,5 +138,7 @@ def test_a_closed_crew_is_refused_by_name():
     crew.close()  # closing twice does nothing
     with pytest.raises(ValueError, match="TracerCrew is closed"):
         largest_contours_from_runs(*batch_of([np.eye(4, dtype=bool)]), crew)
+    with pytest.raises(ValueError, match="TracerCrew is closed"):
+        crew.wake()
     with pytest.raises(ValueError, match="helpers must be >= 0"):
         TracerCrew(-1)
