@@ -606,24 +606,25 @@ static void trace_masks(Batch *b, Scratch *s) {
     }
 }
 
-/* Helper threads for the calls, a crew, that live with the process (backends.rle_runs keeps one)
- * and that the postprocess wakes when it starts waiting for the device (crew_wake), so that when
- * the runs arrive the helpers are running on awake cores: not started (33 us a thread on the H200
- * host) nor woken from sleep then (benchmarks/results/h200/postprocess-crew.md). A woken helper
- * spins for CREW_SPIN_NS waiting for a batch, then sleeps until the next wake, batch or stop. It
- * spins on sched_yield, so on a busy host it gives its core to any thread that can run (the
- * server's other stages), and on an idle one is as quick as a pause loop (the same page). A
- * batch is open from its posting until the calling thread has handed out every mask and finished
- * its own; a helper that arrives after that leaves it alone, so a late waker never holds up the
- * call. One crew serves one caller at a time. */
-#define CREW_SPIN_NS 2000000LL
+/* Helper threads for the calls, a crew, that live with the process (backends.rle_runs keeps one).
+ * A helper sleeps until a batch is posted or it is woken (crew_wake); woken, it spins for up to
+ * CREW_SPIN_NS waiting for the batch, then sleeps again; after a batch it sleeps. The postprocess
+ * wakes as many as the batch's toggles call for once it knows them, while the runs are still
+ * being copied, so they are running when the runs arrive: not started then (33 us a thread on
+ * the H200 host) nor woken from sleep then (benchmarks/results/h200/postprocess-crew.md). Woken
+ * before the device wait instead, they spun through it, which took the CPU the server's other
+ * stages needed (the same page). Spinning is on sched_yield, so a helper gives way to any thread
+ * on its core that can run. A batch is open from its posting until the calling thread has
+ * handed out every mask and finished its own; a helper that arrives after that leaves it alone,
+ * so a late waker never holds up the call. One crew serves one caller at a time. */
+#define CREW_SPIN_NS 1000000LL
 
 typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t posted, finished;
     Batch *batch;            /* the open batch, else NULL (under lock) */
     atomic_llong generation; /* +1 per batch posted (written under lock, read by spinners) */
-    atomic_llong wakes;      /* +1 per crew_wake (likewise) */
+    atomic_llong wakes;      /* +1 per crew_wake (under lock) */
     atomic_int stop;
     atomic_llong tracing;    /* helpers inside the open batch (joined under lock) */
     int64_t helpers;
@@ -636,21 +637,10 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* Waits for a generation after `seen`, spinning from a start and from each wake after *woken
- * (updated), sleeping between; returns the generation, or -1 once the crew stops. */
+/* Waits for a generation after `seen`: asleep, and spinning for CREW_SPIN_NS after each wake
+ * (crew_wake) after *woken (updated); returns the generation, or -1 once the crew stops. */
 static int64_t await_batch(Crew *c, int64_t seen, int64_t *woken) {
     for (;;) {
-        int64_t deadline = now_ns() + CREW_SPIN_NS;
-        for (int64_t spins = 1;; spins++) {
-            if (atomic_load(&c->stop)) return -1;
-            if (atomic_load(&c->generation) != seen) return atomic_load(&c->generation);
-            if (atomic_load(&c->wakes) != *woken) { /* woken again while spinning: spin on from now */
-                *woken = atomic_load(&c->wakes);
-                deadline = now_ns() + CREW_SPIN_NS;
-            }
-            if (spins % 64 == 0 && now_ns() > deadline) break;
-            sched_yield();
-        }
         pthread_mutex_lock(&c->lock);
         while (!atomic_load(&c->stop) && atomic_load(&c->generation) == seen && atomic_load(&c->wakes) == *woken)
             pthread_cond_wait(&c->posted, &c->lock);
@@ -658,6 +648,13 @@ static int64_t await_batch(Crew *c, int64_t seen, int64_t *woken) {
         *woken = atomic_load(&c->wakes);
         pthread_mutex_unlock(&c->lock);
         if (next != seen) return next;
+        int64_t deadline = now_ns() + CREW_SPIN_NS;
+        for (int64_t spins = 1;; spins++) {
+            if (atomic_load(&c->stop)) return -1;
+            if (atomic_load(&c->generation) != seen) return atomic_load(&c->generation);
+            if (spins % 64 == 0 && now_ns() > deadline) break;
+            sched_yield();
+        }
     }
 }
 
@@ -685,8 +682,8 @@ static void *crew_helper(void *crew) {
 }
 
 /* Starts up to `helpers` threads (at most MAX_THREADS - 1; those the system refuses are left
- * out), spinning as if just woken; NULL when out of memory. Pass the crew to crew_wake and
- * largest_contours, then to crew_stop. */
+ * out), asleep; NULL when out of memory. Pass the crew to crew_wake and largest_contours, then to
+ * crew_stop. */
 void *crew_start(int64_t helpers) {
     Crew *c = calloc(1, sizeof(Crew));
     if (!c) return NULL;
@@ -698,12 +695,15 @@ void *crew_start(int64_t helpers) {
     return c;
 }
 
-/* Has the crew's helpers spin for the next CREW_SPIN_NS, asleep or not. */
-void crew_wake(void *crew) {
+/* Wakes up to `helpers` of the crew's sleeping helpers to spin for the next CREW_SPIN_NS (one
+ * already spinning or tracing spins again when it next waits). */
+void crew_wake(void *crew, int64_t helpers) {
     Crew *c = crew;
     pthread_mutex_lock(&c->lock);
     atomic_fetch_add(&c->wakes, 1);
-    pthread_cond_broadcast(&c->posted);
+    if (helpers >= c->helpers) pthread_cond_broadcast(&c->posted);
+    else
+        for (int64_t k = 0; k < helpers; k++) pthread_cond_signal(&c->posted);
     pthread_mutex_unlock(&c->lock);
 }
 

@@ -116,7 +116,7 @@ def tracer_library() -> ctypes.CDLL:
     library.crew_start.restype = ctypes.c_void_p
     library.crew_stop.argtypes = [ctypes.c_void_p]
     library.crew_stop.restype = None
-    library.crew_wake.argtypes = [ctypes.c_void_p]
+    library.crew_wake.argtypes = [ctypes.c_void_p, ctypes.c_int64]  # crew, helpers
     library.crew_wake.restype = None
     return library
 

@@ -43,7 +43,7 @@ from backends.packing import unpack_bytes
 from backends.postprocess_settings import PostprocessSettings, frame_polygons
 from backends.results import EMPTY_POLYGON, SegmentationResult
 from backends.rle_kernel import MaskToggles, mask_toggles
-from backends.rle_runs import TracerCrew, largest_contours_from_runs, woken_crew
+from backends.rle_runs import TracerCrew, helpers_for, kept_crew, largest_contours_from_runs
 from backends.rle_strings_kernel import CocoStrings, coco_strings
 from backends.select_kernel import select_detections_batch
 
@@ -96,15 +96,18 @@ class PendingPostprocess:
         if self._event is not None:
             self._event.record()
 
-    def fetch(self) -> HostDetections:
+    def fetch(self, crew: TracerCrew | None = None) -> HostDetections:
         """Waits for the device, then copies only the used rows, strings and (when a frame wants
         polygons) toggles (one more wait). A batch mixing frames with and without polygons
-        copies every frame's toggles: one copy, without another wait to size the frames' parts."""
+        copies every frame's toggles: one copy, without another wait to size the frames' parts.
+        Given the tracer's crew, wakes the helpers the toggles call for before that copy."""
         if self._event is not None:
             self._event.synchronize()
         summary = self._summary.numpy()
         counts = summary[:-2].astype(np.int64)
         num_rows, num_toggles, num_chars = int(counts.sum()), int(summary[-2]), int(summary[-1])
+        if crew is not None and any(self._polygons):
+            crew.wake(helpers_for(num_toggles))
         toggles, strings = self._toggles, self._strings
         if num_toggles > toggles.capacity:  # more than the default room: the exact room, again
             toggles = mask_toggles(
@@ -139,10 +142,11 @@ class PendingPostprocess:
 
     def results(self) -> list[SegmentationResult]:
         """The batch's results (every polygon of a frame that skipped them empty)."""
-        # The tracer's helpers are woken while the device finishes, so they are running when the
-        # runs arrive (backends.rle_runs).
-        with woken_crew() if any(self._polygons) else contextlib.nullcontext() as crew:
-            return results_from_host(self.fetch(), self._frames.image_sizes, self._settings, self._polygons, crew)
+        # fetch() wakes the tracer's helpers while the runs are copied, so they are running
+        # when the runs arrive (backends.rle_runs).
+        with kept_crew() if any(self._polygons) else contextlib.nullcontext() as crew:
+            host = self.fetch(crew)
+            return results_from_host(host, self._frames.image_sizes, self._settings, self._polygons, crew)
 
 
 def _to_host(tensor: torch.Tensor) -> torch.Tensor:

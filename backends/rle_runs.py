@@ -10,10 +10,10 @@ strings are made on the device: backends.rle_strings_kernel.)
 A batch with many toggles is traced on a few threads at once, each taking the next mask as it
 finishes one: one ctypes call, which lets go of the GIL for all of it. A mask is never split, so
 a frame whose time is one large mask's gains little. The helper threads are the process's
-TracerCrew, kept between calls, which the postprocess wakes when it starts waiting for the
-device, so they are running when the runs arrive. Started then instead, three helpers began
-50-220 us into a lone 1080p frame's tracing on the H200 host; woken ahead, within 4 us, and that
-frame's polygons took 0.42 ms instead of 0.57 (benchmarks/results/h200/postprocess-crew.md).
+TracerCrew, kept between calls; the postprocess wakes as many as the batch's toggles call for
+while its runs are being copied, so they are running when the runs arrive. Started then
+instead, three helpers began 50-220 us into a lone 1080p frame's tracing on the H200 host
+(benchmarks/results/h200/postprocess-crew.md).
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ MAX_HEIGHT = 1 << 30  # contour_trace.c's sentinels lie past every row of such f
 # 1.62 -> 1.12 ms (postprocess-crew.md). The other stages and instances share the CPU, but the
 # helpers give way while they wait (contour_trace.c's crew) and do no more work than one thread would.
 MAX_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-# A call with fewer toggles, given no crew, is traced on the calling thread alone: waking the
-# helpers costs about what they would save (postprocess-threads.md: under 10 k toggles one
-# thread was as fast as several).
-TOGGLES_FOR_HELPERS = 10_000
+# A thread per this many toggles, at most MAX_THREADS: the helpers a batch wakes, and a call
+# given no crew with fewer toggles than two threads' worth is traced on the calling thread
+# alone. The H200 host's sweep (postprocess-threads.md): 5 k against 10 k after 2 ms idle was
+# faster in 5 of 6 workloads (720p/10 0.404 -> 0.355 ms, 1080p/25 0.551 -> 0.524).
+TOGGLES_PER_THREAD = 5_000
 
 
 def _integers(name: str, values: np.ndarray, dtype: type) -> np.ndarray:
@@ -57,10 +58,9 @@ def _integers(name: str, values: np.ndarray, dtype: type) -> np.ndarray:
 class TracerCrew:
     """Helper threads for largest_contours_from_runs (contour_trace.c's crew).
 
-    A helper spins for up to 2 ms after its start and after each wake() waiting for a call's
-    masks, then sleeps until the next wake, call or close. One thread traces with a crew at a
-    time. The postprocess uses the process's crew (woken_crew); a crew of its own is a context
-    manager that closes it.
+    A helper sleeps until a call's masks come or wake() has it spin for up to 1 ms waiting for
+    them. One thread traces with a crew at a time. The postprocess uses the process's crew
+    (kept_crew); a crew of its own is a context manager that closes it.
     """
 
     def __init__(self, helpers: int | None = None):
@@ -78,11 +78,11 @@ class TracerCrew:
             raise ValueError("this TracerCrew is closed")
         return self._handle
 
-    def wake(self) -> None:
-        """Has the helpers spin for the next 2 ms: call it before waiting for the device."""
+    def wake(self, helpers: int | None = None) -> None:
+        """Has up to `helpers` (all by default) spin for the next 1 ms, waiting for masks."""
         handle = self.handle()
         if handle:
-            tracer_library().crew_wake(handle)
+            tracer_library().crew_wake(handle, self.helpers if helpers is None else helpers)
 
     def close(self) -> None:
         """Stops the helpers (waiting for them to leave); closing again does nothing."""
@@ -102,9 +102,9 @@ _process_crew_free = threading.Lock()
 
 
 @contextlib.contextmanager
-def woken_crew() -> Iterator[TracerCrew]:
-    """The process's crew (MAX_THREADS - 1 helpers, started at first use and kept), woken; while
-    another thread traces with it, a crew started for this block alone."""
+def kept_crew() -> Iterator[TracerCrew]:
+    """The process's crew (MAX_THREADS - 1 helpers, started at first use and kept); while another
+    thread traces with it, a crew started for this block alone."""
     global _process_crew
     if not _process_crew_free.acquire(blocking=False):
         with TracerCrew() as own:
@@ -112,12 +112,16 @@ def woken_crew() -> Iterator[TracerCrew]:
         return
     try:
         if _process_crew is None:
-            _process_crew = TracerCrew()  # its helpers start spinning, as if woken
-        else:
-            _process_crew.wake()
+            _process_crew = TracerCrew()
         yield _process_crew
     finally:
         _process_crew_free.release()
+
+
+def helpers_for(toggles: int) -> int:
+    """The helpers worth waking for a call of this many toggles: a thread per
+    TOGGLES_PER_THREAD, this one included, at most MAX_THREADS."""
+    return max(0, min(MAX_THREADS, toggles // TOGGLES_PER_THREAD) - 1)
 
 
 def largest_contours_from_runs(
@@ -130,10 +134,10 @@ def largest_contours_from_runs(
             integer types are converted when they fit).
         ends: (N,) inclusive cumulative toggle counts per mask.
         heights: (N,) the height of each mask's frame.
-        crew: helpers (TracerCrew, woken before the runs were ready) to trace with this thread;
-            without one, the process's crew is woken for a call of TOGGLES_FOR_HELPERS toggles
-            and more masks than one, and a smaller call (or any, with MAX_THREADS 1) is traced
-            on this thread alone.
+        crew: helpers (TracerCrew, best woken before the runs are ready) to trace with this
+            thread; without one, the process's crew traces a call of two or more masks whose
+            toggles are worth a helper (helpers_for), and a smaller call (or any, with
+            MAX_THREADS 1) is traced on this thread alone.
 
     Returns:
         N (P, 2) int32 xy arrays (EMPTY_POLYGON for an empty mask).
@@ -159,10 +163,10 @@ def largest_contours_from_runs(
         raise ValueError(f"heights must lie in [1, {MAX_HEIGHT}], got {heights.min()}..{heights.max()}")
     if crew is not None:
         return _trace_masks(toggles, ends, heights, crew.handle())
-    if MAX_THREADS < 2 or len(ends) < 2 or ends[-1] < TOGGLES_FOR_HELPERS:
+    if len(ends) < 2 or helpers_for(int(ends[-1])) == 0:
         return _trace_masks(toggles, ends, heights, None)
-    with woken_crew() as woken:
-        return _trace_masks(toggles, ends, heights, woken.handle())
+    with kept_crew() as kept:
+        return _trace_masks(toggles, ends, heights, kept.handle())
 
 
 def _trace_masks(toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray, crew: int | None) -> list[np.ndarray]:

@@ -13,9 +13,9 @@ Per frame, median over the repeats:
 - kernels (backends.postprocess_kernel): GPU ms = sigmoid + the six Triton launches (events);
   copy ms = waiting for them and copying rows, strings and run boundaries (fetch); host strings
   ms = slicing the strings that came from the device; polygons from the runs on up to
-  backends.rle_runs.MAX_THREADS threads, the process's helpers woken before the fetch as the
-  served stage wakes them (rle_runs.woken_crew), then again with helpers started by the call
-  (as served before the crew was kept), and on one thread (its CPU time); end to end =
+  backends.rle_runs.MAX_THREADS threads, the process's helpers woken by the fetch as the served
+  stage wakes them (rle_runs.kept_crew), then again with helpers started by the call (as served
+  before the crew was kept), and on one thread (its CPU time); end to end =
   postprocess_batch_kernels, wall clock;
 - kernels + graph (backends.postprocess_graph, what the served stage runs for a single frame on
   a GPU): the same, the device work replayed from the frame geometry's CUDA graph;
@@ -203,9 +203,9 @@ def bench_kernels(clock: Clock, tensors, size, settings, label: str, detections:
         launch = functools.partial(launch_postprocess, dets, labels, masks, [size], settings)
         whole = postprocess_batch_kernels
     gpu_ms, pending = clock.device_ms(launch)
-    with rle_runs.woken_crew() as crew:  # as PendingPostprocess.results: before the fetch
+    with rle_runs.kept_crew() as crew:  # as PendingPostprocess.results: woken by the fetch
         start = time.perf_counter()
-        host = pending.fetch()
+        host = pending.fetch(crew)
         copy_ms = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
         rles = unpack_bytes(host.rle_chars, host.rle_offsets)
@@ -274,7 +274,7 @@ def bench_batched_polygons(device: torch.device, repeats: int) -> list[str]:
     traced (backends.postprocess_kernel.results_from_host): 25 detections a frame at 1080p, the
     runs from the kernels' own launch and fetch; median ms per call divided by the frames, each
     call after 2 ms idle, as between a server's requests (the process's helpers asleep, woken by
-    the call, not ahead of it as the served stage wakes them)."""
+    the call itself, not during the fetch as the served stage wakes them)."""
     from backends import rle_runs
     from backends.postprocess_kernel import launch_postprocess
 
@@ -393,7 +393,7 @@ def format_report(
         "host launches included); GPU busy ms: the sum of the kernels, copies and memsets of one whole",
         "call (torch.profiler); copy ms: waiting for the device and copying to the host; host strings ms:",
         "the reference's pycocotools encode of each dense mask, the kernels' slicing of the strings made",
-        "on the device; host polygons ms: the tracer with the process's helpers woken before the fetch, as",
+        "on the device; host polygons ms: the tracer with the process's helpers woken by the fetch, as",
         "served; threads started by the call: the same tracing with helpers started when the runs are there",
         "and stopped after;",
         "end to end: the whole batched call, wall clock. Targets (issue 7): <= 0.25 ms GPU",

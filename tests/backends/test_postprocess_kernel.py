@@ -182,36 +182,39 @@ def test_polygons_are_chosen_per_frame(choices):
         assert same_results(mixed, postprocess_batch(*args, without, choices))
 
 
-@pytest.mark.parametrize("choices, woken", [([False, False], False), ([False, True], True)])
-def test_tracer_helpers_are_woken_before_the_device_wait(monkeypatch, choices, woken):
-    """results() wakes the process's tracer crew before fetch() waits for the device and traces
-    with it; a batch without polygons wakes none."""
+@pytest.mark.parametrize("choices, traced", [([False, False], False), ([False, True], True)])
+def test_tracer_helpers_are_woken_once_the_toggles_are_known(monkeypatch, choices, traced):
+    """results() takes the process's tracer crew, fetch() wakes the helpers the toggles call for
+    (before copying them), and the polygons are traced with it; a batch without polygons takes
+    no crew."""
     from backends import postprocess_kernel, rle_runs
 
     events = []
 
     @contextlib.contextmanager
-    def recording_crew():  # a spy around the real process crew
-        events.append("woken")
-        with rle_runs.woken_crew() as crew:
+    def recording_crew():  # spies around the real process crew and its wake
+        events.append("lent")
+        with rle_runs.kept_crew() as crew:
             yield crew
         events.append("returned")
 
-    real_fetch = postprocess_kernel.PendingPostprocess.fetch
+    real_wake = rle_runs.TracerCrew.wake
 
-    def recording_fetch(self):
-        events.append("fetch")
-        return real_fetch(self)
+    def recording_wake(self, helpers=None):
+        events.append(("wake", helpers))
+        real_wake(self, helpers)
 
-    monkeypatch.setattr(postprocess_kernel, "woken_crew", recording_crew)
-    monkeypatch.setattr(postprocess_kernel.PendingPostprocess, "fetch", recording_fetch)
+    monkeypatch.setattr(postprocess_kernel, "kept_crew", recording_crew)
+    monkeypatch.setattr(rle_runs.TracerCrew, "wake", recording_wake)
     rng = np.random.default_rng(13)
     case = make_case("blobs", rng, [(40, 24), (60, 50)], num_queries=12, mask_side=20, device=DEVICE)
     args = (case.dets, case.labels, case.masks, case.image_sizes, case.settings)
     with_crew = launch_postprocess(*args, choices).results()
-    assert events == (["woken", "fetch", "returned"] if woken else ["fetch"])
-    if woken:
-        monkeypatch.setattr(postprocess_kernel, "woken_crew", lambda: rle_runs.TracerCrew(0))
+    host = launch_postprocess(*args, choices).fetch()
+    expected_wake = ("wake", rle_runs.helpers_for(len(host.toggles) if traced else 0))
+    assert events == (["lent", expected_wake, "returned"] if traced else [])
+    if traced:
+        monkeypatch.setattr(postprocess_kernel, "kept_crew", lambda: rle_runs.TracerCrew(0))
         alone = launch_postprocess(*args, choices).results()
         assert same_results(with_crew, alone)
 

@@ -34,6 +34,15 @@ def test_threads_trace_what_one_thread_traces(monkeypatch):
         np.testing.assert_array_equal(a, largest_contour_reference(mask), err_msg=f"mask {index}")
 
 
+@pytest.mark.parametrize(
+    ("toggles", "max_threads", "helpers"),
+    [(0, 8, 0), (9_999, 8, 0), (10_000, 8, 1), (56_528, 8, 7), (56_528, 4, 3), (56_528, 1, 0)],
+)
+def test_helpers_for_follows_the_toggles(monkeypatch, toggles, max_threads, helpers):
+    monkeypatch.setattr(rle_runs, "MAX_THREADS", max_threads)
+    assert rle_runs.helpers_for(toggles) == helpers
+
+
 def test_an_error_names_the_first_bad_mask_of_the_batch():
     masks = [np.eye(6, dtype=bool) for _ in range(6)]
     toggles, ends, heights = batch_of(masks)
@@ -46,7 +55,8 @@ def test_an_error_names_the_first_bad_mask_of_the_batch():
 @pytest.mark.parametrize(
     ("counts", "max_threads", "helped"),
     [
-        ([4, 4], 4, False),  # under TOGGLES_FOR_HELPERS: this thread alone
+        ([4, 4], 4, False),  # not a helper's worth of toggles: this thread alone
+        ([2_000] * 4, 4, False),  # 8 k: still under two threads' worth (TOGGLES_PER_THREAD)
         ([6_000] * 8, 4, True),  # 48 k toggles: the process's crew
         ([6_000] * 8, 1, False),  # MAX_THREADS 1: alone whatever the batch
         ([40_000], 4, False),  # one mask: nothing to share
@@ -55,7 +65,7 @@ def test_an_error_names_the_first_bad_mask_of_the_batch():
 )
 def test_helpers_join_only_batches_worth_them(monkeypatch, counts, max_threads, helped):
     woken = []
-    real = rle_runs.woken_crew
+    real = rle_runs.kept_crew
 
     @contextlib.contextmanager
     def recording_crew():  # a spy around the real process crew
@@ -63,7 +73,7 @@ def test_helpers_join_only_batches_worth_them(monkeypatch, counts, max_threads, 
             woken.append(crew)
             yield crew
 
-    monkeypatch.setattr(rle_runs, "woken_crew", recording_crew)
+    monkeypatch.setattr(rle_runs, "kept_crew", recording_crew)
     monkeypatch.setattr(rle_runs, "MAX_THREADS", max_threads)
     ends = np.cumsum(counts)
     # Each mask a stack of one-pixel runs in a tall frame: any toggle count, all increasing.
@@ -73,15 +83,15 @@ def test_helpers_join_only_batches_worth_them(monkeypatch, counts, max_threads, 
 
 
 def test_the_process_crew_is_kept_and_lent_to_one_thread_at_a_time():
-    with rle_runs.woken_crew() as first:
-        with rle_runs.woken_crew() as meanwhile:  # held: this block gets a crew of its own
+    with rle_runs.kept_crew() as first:
+        with rle_runs.kept_crew() as meanwhile:  # held: this block gets a crew of its own
             assert meanwhile is not first
         assert meanwhile.closed and not first.closed
-    with rle_runs.woken_crew() as again:
+    with rle_runs.kept_crew() as again:
         assert again is first
     toggles, ends, heights = batch_of(some_masks(4))
     expected = largest_contours_from_runs(toggles, ends, heights, TracerCrew(0))
-    with rle_runs.woken_crew() as crew:
+    with rle_runs.kept_crew() as crew:
         for a, b in zip(largest_contours_from_runs(toggles, ends, heights, crew), expected, strict=True):
             np.testing.assert_array_equal(a, b)
 
@@ -105,19 +115,19 @@ def test_a_crew_traces_what_one_thread_traces_call_after_call(monkeypatch, helpe
                 np.testing.assert_array_equal(a, b, err_msg=f"mask {index}")
 
 
-@pytest.mark.parametrize("wake", [False, True])
-def test_a_crew_that_slept_still_takes_part(wake):
-    """Its helpers outwait their 2 ms spin and sleep; a wake, or a batch posted, has them go on,
-    and the call neither hangs nor loses a mask."""
+@pytest.mark.parametrize("wake", [None, 1, 3])
+def test_a_crew_asleep_or_woken_takes_part(wake):
+    """Helpers asleep are woken by the batch; some or all woken ahead outwait their 1 ms spin
+    or not; either way the call neither hangs nor loses a mask."""
     import time
 
     toggles, ends, heights = batch_of(some_masks(5))
     expected = largest_contours_from_runs(toggles, ends, heights)
     with TracerCrew(3) as crew:
-        for _ in range(2):
-            time.sleep(0.01)
+        for pause in (0.0, 0.01):
             if wake:
-                crew.wake()
+                crew.wake(wake)
+            time.sleep(pause)
             traced = largest_contours_from_runs(toggles, ends, heights, crew)
             for a, b in zip(traced, expected, strict=True):
                 np.testing.assert_array_equal(a, b)
