@@ -34,8 +34,9 @@ from backends.results import EMPTY_POLYGON
 MAX_HEIGHT = 1 << 30  # contour_trace.c's sentinels lie past every row of such frames
 # Threads per call, helpers included, at most (and no more than the CPUs): on the H200 host a lone
 # 1080p frame with 25 detections took 0.61 ms on 4, 0.55 on 6 and 0.51 on 8, with 100 detections
-# 1.62 -> 1.12 ms (postprocess-crew.md). The other stages and instances share the CPU, but the
-# helpers give way while they wait (contour_trace.c's crew) and do no more work than one thread would.
+# 1.62 -> 1.12 ms (postprocess-crew.md). The other stages and instances share the CPU: the
+# helpers sleep between calls, spin only while a batch's runs are copied, and do no more work in
+# all than one thread would.
 MAX_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 # A thread per this many toggles, at most MAX_THREADS: the helpers a batch wakes, and a call
 # given no crew with fewer toggles than two threads' worth is traced on the calling thread
