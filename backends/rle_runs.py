@@ -82,9 +82,9 @@ class TracerCrew:
 
     def wake(self, helpers: int | None = None) -> None:
         """Has up to `helpers` (all by default) spin for the next 1 ms, waiting for masks."""
-        handle = self.handle()
-        if handle:
-            tracer_library().crew_wake(handle, self.helpers if helpers is None else helpers)
+        handle, count = self.handle(), self.helpers if helpers is None else helpers
+        if handle and count > 0:
+            tracer_library().crew_wake(handle, count)
 
     def close(self) -> None:
         """Stops the helpers (waiting for them to leave); closing again does nothing."""
