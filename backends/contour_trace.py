@@ -119,8 +119,3 @@ def tracer_library() -> ctypes.CDLL:
     library.crew_wake.argtypes = [ctypes.c_void_p, ctypes.c_int64]  # crew, helpers
     library.crew_wake.restype = None
     return library
-
-
-def largest_contours_function() -> ctypes._CFuncPtr:
-    """contour_trace.c's largest_contours (tracer_library)."""
-    return tracer_library().largest_contours

@@ -28,7 +28,7 @@ from typing import Self
 
 import numpy as np
 
-from backends.contour_trace import BAD_TOGGLES, NO_MEMORY, largest_contours_function, tracer_library
+from backends.contour_trace import BAD_TOGGLES, NO_MEMORY, tracer_library
 from backends.results import EMPTY_POLYGON
 
 MAX_HEIGHT = 1 << 30  # contour_trace.c's sentinels lie past every row of such frames
@@ -137,8 +137,8 @@ def largest_contours_from_runs(
         ends: (N,) inclusive cumulative toggle counts per mask.
         heights: (N,) the height of each mask's frame.
         crew: helpers (TracerCrew, best woken before the runs are ready) to trace with this
-            thread; without one, the process's crew traces a call of two or more masks whose
-            toggles are worth a helper (helpers_for), and a smaller call (or any, with
+            thread, else the process's crew. Either traces only a call of two or more masks
+            whose toggles are worth a helper (helpers_for); a smaller call (or any, with
             MAX_THREADS 1) is traced on this thread alone.
 
     Returns:
@@ -163,10 +163,11 @@ def largest_contours_from_runs(
         raise ValueError(f"mask {int(np.flatnonzero(counts % 2)[0])} has an odd toggle count")
     if len(heights) and (heights.min() < 1 or heights.max() > MAX_HEIGHT):
         raise ValueError(f"heights must lie in [1, {MAX_HEIGHT}], got {heights.min()}..{heights.max()}")
-    if crew is not None:
-        return _trace_masks(toggles, ends, heights, crew.handle())
+    given = crew.handle() if crew is not None else None  # refuses a closed crew, whatever the call
     if len(ends) < 2 or helpers_for(int(ends[-1])) == 0:
         return _trace_masks(toggles, ends, heights, None)
+    if crew is not None:
+        return _trace_masks(toggles, ends, heights, given)
     with kept_crew() as kept:
         return _trace_masks(toggles, ends, heights, kept.handle())
 
@@ -175,7 +176,7 @@ def _trace_masks(toggles: np.ndarray, ends: np.ndarray, heights: np.ndarray, cre
     """The C tracer on checked inputs, with the crew's helpers (None: this thread alone)."""
     if len(ends) == 0:
         return []
-    trace = largest_contours_function()
+    trace = tracer_library().largest_contours
     offsets = np.zeros(len(ends) + 1, dtype=np.int64)
     bad_mask = np.zeros(1, dtype=np.int64)
     room = len(toggles) + 4 * len(ends)  # enough for smooth masks; the rare rest call again

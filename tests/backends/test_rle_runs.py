@@ -20,14 +20,26 @@ def batch_of(masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[int]
     return np.concatenate(toggles), np.cumsum([len(t) for t in toggles]), [m.shape[0] for m in masks]
 
 
-def test_threads_trace_what_one_thread_traces(monkeypatch):
+@pytest.fixture
+def small_batches_use_helpers(monkeypatch):
+    """Makes these tests' small batches (a few thousand toggles) worth helpers, on any host."""
+    monkeypatch.setattr(rle_runs, "TOGGLES_PER_THREAD", 1)
+    monkeypatch.setattr(rle_runs, "MAX_THREADS", 4)
+
+
+def single_thread(toggles, ends, heights, monkeypatch) -> list[np.ndarray]:
+    with monkeypatch.context() as alone:
+        alone.setattr(rle_runs, "MAX_THREADS", 1)
+        return largest_contours_from_runs(toggles, ends, heights)
+
+
+def test_threads_trace_what_one_thread_traces(small_batches_use_helpers, monkeypatch):
     rng = np.random.default_rng(3)
     masks = sample_masks(rng) + [rng.random((40, 60)) < 0.5 for _ in range(7)]
     toggles, ends, heights = batch_of(masks)
     with TracerCrew(2) as crew:
         threaded = largest_contours_from_runs(toggles, ends, heights, crew)
-    monkeypatch.setattr(rle_runs, "MAX_THREADS", 1)
-    single = largest_contours_from_runs(toggles, ends, heights)
+    single = single_thread(toggles, ends, heights, monkeypatch)
     assert len(threaded) == len(single) == len(masks)
     for index, (mask, a, b) in enumerate(zip(masks, threaded, single, strict=True)):
         np.testing.assert_array_equal(a, b, err_msg=f"mask {index}")
@@ -43,7 +55,7 @@ def test_helpers_for_follows_the_toggles(monkeypatch, toggles, max_threads, help
     assert rle_runs.helpers_for(toggles) == helpers
 
 
-def test_an_error_names_the_first_bad_mask_of_the_batch():
+def test_an_error_names_the_first_bad_mask_of_the_batch(small_batches_use_helpers):
     masks = [np.eye(6, dtype=bool) for _ in range(6)]
     toggles, ends, heights = batch_of(masks)
     for bad in (4, 2):  # masks 2 and 4 decrease; the threads may meet 4 first
@@ -82,7 +94,7 @@ def test_helpers_join_only_batches_worth_them(monkeypatch, counts, max_threads, 
     assert bool(woken) == helped
 
 
-def test_the_process_crew_is_kept_and_lent_to_one_thread_at_a_time():
+def test_the_process_crew_is_kept_and_lent_to_one_thread_at_a_time(small_batches_use_helpers):
     with rle_runs.kept_crew() as first:
         with rle_runs.kept_crew() as meanwhile:  # held: this block gets a crew of its own
             assert meanwhile is not first
@@ -102,27 +114,26 @@ def some_masks(seed: int) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("helpers", [0, 1, 3])
-def test_a_crew_traces_what_one_thread_traces_call_after_call(monkeypatch, helpers):
-    monkeypatch.setattr(rle_runs, "MAX_THREADS", 1)
+def test_a_crew_traces_what_one_thread_traces_call_after_call(small_batches_use_helpers, monkeypatch, helpers):
     batches = [batch_of(some_masks(seed)) for seed in range(3)]
     with TracerCrew(helpers) as crew:
         # One crew for several calls, as the tracer's retry with more room makes.
         for toggles, ends, heights in batches:
             traced = largest_contours_from_runs(toggles, ends, heights, crew)
-            single = largest_contours_from_runs(toggles, ends, heights)
+            single = single_thread(toggles, ends, heights, monkeypatch)
             assert len(traced) == len(single) == len(ends)
             for index, (a, b) in enumerate(zip(traced, single, strict=True)):
                 np.testing.assert_array_equal(a, b, err_msg=f"mask {index}")
 
 
 @pytest.mark.parametrize("wake", [None, 1, 3])
-def test_a_crew_asleep_or_woken_takes_part(wake):
+def test_a_crew_asleep_or_woken_takes_part(small_batches_use_helpers, monkeypatch, wake):
     """Helpers asleep are woken by the batch; some or all woken ahead outwait their 1 ms spin
     or not; either way the call neither hangs nor loses a mask."""
     import time
 
     toggles, ends, heights = batch_of(some_masks(5))
-    expected = largest_contours_from_runs(toggles, ends, heights)
+    expected = single_thread(toggles, ends, heights, monkeypatch)
     with TracerCrew(3) as crew:
         for pause in (0.0, 0.01):
             if wake:
@@ -133,7 +144,7 @@ def test_a_crew_asleep_or_woken_takes_part(wake):
                 np.testing.assert_array_equal(a, b)
 
 
-def test_a_crew_keeps_errors_and_can_be_closed_unused():
+def test_a_crew_keeps_errors_and_can_be_closed_unused(small_batches_use_helpers):
     masks = [np.eye(6, dtype=bool) for _ in range(6)]
     toggles, ends, heights = batch_of(masks)
     toggles[ends[3] - 1], toggles[ends[3] - 2] = toggles[ends[3] - 2], toggles[ends[3] - 1]
@@ -152,3 +163,26 @@ def test_a_closed_crew_is_refused_by_name():
         crew.wake()
     with pytest.raises(ValueError, match="helpers must be >= 0"):
         TracerCrew(-1)
+
+
+def test_a_batch_not_worth_helpers_leaves_a_given_crew_alone(monkeypatch):
+    """The rule of helpers_for holds with a crew too: a call of too few toggles, or of one mask,
+    is traced on the calling thread and posts nothing to the crew."""
+    posted = []
+    real = rle_runs._trace_masks
+
+    def recording_trace(toggles, ends, heights, crew):  # a spy around the real call: records the crew
+        posted.append(crew)
+        return real(toggles, ends, heights, crew)
+
+    rng = np.random.default_rng(6)
+    small = batch_of([rng.random((30, 40)) < 0.5 for _ in range(3)])  # under two threads' worth of toggles
+    one_mask = batch_of(some_masks(6)[:1])
+    assert rle_runs.helpers_for(int(small[1][-1])) == 0
+    expected = [single_thread(*batch, monkeypatch) for batch in (small, one_mask)]
+    monkeypatch.setattr(rle_runs, "_trace_masks", recording_trace)
+    with TracerCrew(2) as crew:
+        for batch, polygons in zip((small, one_mask), expected, strict=True):
+            for a, b in zip(largest_contours_from_runs(*batch, crew), polygons, strict=True):
+                np.testing.assert_array_equal(a, b)
+    assert posted == [None, None]
