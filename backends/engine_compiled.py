@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from backends.attention_kernel import HEAD_DIMS, attention
 from backends.batch_buckets import bucket_for, chunks
 from backends.contract import DETS, LABELS, MASKS
 from backends.engine_torch import TorchEngine, check_engine_input
@@ -80,6 +81,16 @@ def use_matmul_patch_embeddings(model: torch.nn.Module) -> int:
     return len(embeddings)
 
 
+def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Self-attention at inference (no mask, no dropout). On the GPU, the Triton kernel
+    of backends.attention_kernel: one graph node where cuDNN's SDPA took two and their idle time
+    (about 10 us a layer at batch 1 on an H200). On the CPU, torch's SDPA (the same result up to
+    summation order)."""
+    if query.is_cuda:
+        return attention(query, key, value)
+    return torch.nn.functional.scaled_dot_product_attention(query, key, value)
+
+
 def use_fused_qkv_projections(model: torch.nn.Module) -> int:
     """Runs each backbone attention's query, key and value projections as one matrix product;
     returns how many attentions it rewrote.
@@ -104,24 +115,72 @@ def use_fused_qkv_projections(model: torch.nn.Module) -> int:
                 return super().forward(hidden_states, output_attentions)
             qkv = torch.nn.functional.linear(hidden_states, self.qkv_weight, self.qkv_bias)
             query, key, value = (self.transpose_for_scores(part) for part in qkv.chunk(3, dim=-1))
-            context = torch.nn.functional.scaled_dot_product_attention(
-                query, key, value, None, self.attention_probs_dropout_prob if self.training else 0.0
-            )
+            context = _attend(query, key, value)
             return context.permute(0, 2, 1, 3).flatten(2), None
 
     attentions = [m for m in model.modules() if type(m) is Dinov2WithRegistersSdpaSelfAttention]
-    for attention in attentions:
-        linears = (attention.query, attention.key, attention.value)
+    for layer in attentions:
+        linears = (layer.query, layer.key, layer.value)
         for name in ("weight", "bias"):
             parts = [getattr(linear, name) for linear in linears]
             if parts[0] is None:  # a config without qkv_bias
-                attention.register_buffer(f"qkv_{name}", None)
+                layer.register_buffer(f"qkv_{name}", None)
                 continue
             fused = torch.cat([part.detach() for part in parts])
-            attention.register_buffer(f"qkv_{name}", fused)
+            layer.register_buffer(f"qkv_{name}", fused)
             for linear, view in zip(linears, fused.chunk(3)):
                 setattr(linear, name, torch.nn.Parameter(view, requires_grad=False))
-        attention.__class__ = FusedQKVSelfAttention
+        layer.__class__ = FusedQKVSelfAttention
+    return len(attentions)
+
+
+def use_kernel_decoder_self_attention(model: torch.nn.Module) -> int:
+    """Runs each decoder layer's query self-attention on _attend, with its query and key
+    projections as one matrix product; returns how many attentions it rewrote.
+
+    rfdetr's decoder calls nn.MultiheadAttention(q, k, v) with q = k (queries plus positions) and
+    v the queries alone, so torch projects them in three GEMMs and runs cuDNN's SDPA: a memset
+    and a kernel, about 8.5 us as graph nodes at batch 1 on an H200 against 4.5 us for the Triton
+    kernel (engine-attention.md). Here q and k take one GEMM on the first two thirds of the
+    packed in-projection (a view: nothing is copied) and v the last third. Masks, attention
+    weights or a query that is not the key go to nn.MultiheadAttention's own forward.
+    """
+
+    class KernelSelfAttention(torch.nn.MultiheadAttention):
+        def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, **kwargs):
+            if (
+                query is not key
+                or key_padding_mask is not None
+                or attn_mask is not None
+                or need_weights
+                or kwargs
+                or self.training
+            ):
+                return super().forward(query, key, value, key_padding_mask, need_weights, attn_mask, **kwargs)
+            width = self.embed_dim
+            query_key = torch.nn.functional.linear(
+                query, self.in_proj_weight[: 2 * width], self.in_proj_bias[: 2 * width]
+            )
+            value = torch.nn.functional.linear(value, self.in_proj_weight[2 * width :], self.in_proj_bias[2 * width :])
+            batch, length = value.shape[:2]
+            query, key, value = (
+                part.view(batch, length, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
+                for part in (*query_key.chunk(2, dim=-1), value)
+            )
+            context = _attend(query, key, value).permute(0, 2, 1, 3).flatten(2)
+            return self.out_proj(context), None
+
+    attentions = [
+        m
+        for m in model.modules()
+        if type(m) is torch.nn.MultiheadAttention
+        and m.batch_first
+        and m._qkv_same_embed_dim
+        and m.in_proj_bias is not None
+        and m.head_dim in HEAD_DIMS
+    ]
+    for layer in attentions:
+        layer.__class__ = KernelSelfAttention
     return len(attentions)
 
 
@@ -238,11 +297,16 @@ class CompiledEngine:
         use_cudnn_depthwise_convs(model)
         use_matmul_patch_embeddings(model)
         use_fused_qkv_projections(model)
+        use_kernel_decoder_self_attention(model)
         use_channels_last_conv_weights(model)
         # dynamic=False: one static graph per bucket (sizes of 1 are specialised anyway, and a
         # dynamic batch guard fails past 15 rows). fullgraph: a graph break would leave eager
-        # code, and its CPU copies, inside the captured graph.
-        forward = torch.compile(model, dynamic=False, fullgraph=True)
+        # code, and its CPU copies, inside the captured graph. combo_kernels: inductor merges
+        # independent small kernels side by side, 268 -> 257 graph nodes at batch 1 (0.884 ->
+        # 0.870 ms on an H200, batch 32 unchanged: engine-attention.md).
+        forward = torch.compile(
+            model, dynamic=False, fullgraph=True, options={"combo_kernels": True}
+        )
         # Dynamo counts compiles per code object, and every engine's forward is the same rfdetr
         # code: without room for this engine's buckets, a second engine in one process (Small
         # after Nano in a benchmark) hits the recompile limit (8) and, with fullgraph, fails.

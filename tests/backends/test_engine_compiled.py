@@ -14,12 +14,14 @@ import os
 import pytest
 import torch
 
+from backends import engine_compiled
 from backends.classes import ClassTable
 from backends.engine_compiled import (
     CompiledEngine,
     use_channels_last_conv_weights,
     use_cudnn_depthwise_convs,
     use_fused_qkv_projections,
+    use_kernel_decoder_self_attention,
     use_matmul_patch_embeddings,
 )
 from backends.engine_torch import TorchEngine
@@ -89,6 +91,40 @@ def test_fused_qkv_projections_change_no_output(nano_export):
         # The same dot products: bit-identical on this CPU (a GPU's GEMM may block them otherwise).
         assert torch.equal(before[name], after[name]), name
     assert use_fused_qkv_projections(engine.model) == 0  # already rewritten: nothing left
+
+
+def test_decoder_self_attention_rewrite_changes_no_output(nano_export, monkeypatch):
+    calls = []
+    attend = engine_compiled._attend
+    monkeypatch.setattr(engine_compiled, "_attend", lambda *qkv: calls.append(1) or attend(*qkv))
+    engine, before, count, after = outputs_around(nano_export, use_kernel_decoder_self_attention, seed=8)
+    assert count == 4  # Nano's decoder layers
+    assert len(calls) == 4  # the forward after the rewrite took the rewritten path, layer by layer
+    for name in before:
+        # One GEMM for the query and key projections instead of two: summation order only.
+        torch.testing.assert_close(after[name], before[name], rtol=1e-4, atol=1e-4, msg=name)
+    assert use_kernel_decoder_self_attention(engine.model) == 0  # already rewritten: nothing left
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda mha, q, v: mha(q, q, v, attn_mask=torch.zeros(5, 5), need_weights=False),
+        lambda mha, q, v: mha(q, q, v, key_padding_mask=torch.zeros(2, 5, dtype=torch.bool), need_weights=False),
+        lambda mha, q, v: mha(q, q, v),  # attention weights asked for
+        lambda mha, q, v: mha(q, q.clone(), v, need_weights=False),  # the key is not the query
+    ],
+)
+def test_rewritten_decoder_attention_keeps_torchs_forward_for_other_calls(call):
+    torch.manual_seed(9)
+    original = torch.nn.MultiheadAttention(32, 2, batch_first=True).eval()
+    rewritten = torch.nn.MultiheadAttention(32, 2, batch_first=True).eval()
+    rewritten.load_state_dict(original.state_dict())
+    assert use_kernel_decoder_self_attention(rewritten) == 1
+    query, value = torch.randn(2, 5, 32), torch.randn(2, 5, 32)
+    expected, got = call(original, query, value), call(rewritten, query, value)
+    for a, b in zip(expected, got):
+        assert (a is None and b is None) or torch.equal(a, b)
 
 
 def test_channels_last_conv_weights_change_no_output(nano_export):
