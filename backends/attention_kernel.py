@@ -95,9 +95,15 @@ def _check_inputs(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -
     if query.shape[-1] not in HEAD_DIMS:
         raise ValueError(f"head dim must be one of {HEAD_DIMS}, got {query.shape[-1]}")
     if query.dtype not in _DTYPES or not query.dtype == key.dtype == value.dtype:
-        raise ValueError(f"query, key and value must share a dtype of {_DTYPES}, got {query.dtype}, {key.dtype}, {value.dtype}")
+        raise ValueError(
+            f"query, key and value must share a dtype of {_DTYPES}, "
+            f"got {query.dtype}, {key.dtype}, {value.dtype}"
+        )
     if not query.device == key.device == value.device:
-        raise ValueError(f"query, key and value must be on one device, got {query.device}, {key.device}, {value.device}")
+        raise ValueError(
+            f"query, key and value must be on one device, "
+            f"got {query.device}, {key.device}, {value.device}"
+        )
 
 
 @torch.library.triton_op("rfdetr_triton::attention", mutates_args=())

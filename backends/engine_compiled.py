@@ -111,7 +111,9 @@ def use_fused_qkv_projections(model: torch.nn.Module) -> int:
 
     class FusedQKVSelfAttention(Dinov2WithRegistersSdpaSelfAttention):
         def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False):
-            if output_attentions:  # the parent's eager fallback, on the Linear layers (views of qkv)
+            # Attention maps or training (dropout): the parent's forward, on the Linear layers
+            # (views of qkv).
+            if output_attentions or self.training:
                 return super().forward(hidden_states, output_attentions)
             qkv = torch.nn.functional.linear(hidden_states, self.qkv_weight, self.qkv_bias)
             query, key, value = (self.transpose_for_scores(part) for part in qkv.chunk(3, dim=-1))
@@ -147,7 +149,9 @@ def use_kernel_decoder_self_attention(model: torch.nn.Module) -> int:
     """
 
     class KernelSelfAttention(torch.nn.MultiheadAttention):
-        def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, **kwargs):
+        def forward(
+            self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, **kwargs
+        ):
             if (
                 query is not key
                 or key_padding_mask is not None
@@ -156,12 +160,16 @@ def use_kernel_decoder_self_attention(model: torch.nn.Module) -> int:
                 or kwargs
                 or self.training
             ):
-                return super().forward(query, key, value, key_padding_mask, need_weights, attn_mask, **kwargs)
+                return super().forward(
+                    query, key, value, key_padding_mask, need_weights, attn_mask, **kwargs
+                )
             width = self.embed_dim
             query_key = torch.nn.functional.linear(
                 query, self.in_proj_weight[: 2 * width], self.in_proj_bias[: 2 * width]
             )
-            value = torch.nn.functional.linear(value, self.in_proj_weight[2 * width :], self.in_proj_bias[2 * width :])
+            value = torch.nn.functional.linear(
+                value, self.in_proj_weight[2 * width :], self.in_proj_bias[2 * width :]
+            )
             batch, length = value.shape[:2]
             query, key, value = (
                 part.view(batch, length, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
@@ -177,6 +185,8 @@ def use_kernel_decoder_self_attention(model: torch.nn.Module) -> int:
         and m.batch_first
         and m._qkv_same_embed_dim
         and m.in_proj_bias is not None
+        and m.bias_k is None  # no learned key/value rows or zero row appended to the sequence
+        and not m.add_zero_attn
         and m.head_dim in HEAD_DIMS
     ]
     for layer in attentions:

@@ -106,11 +106,51 @@ def test_decoder_self_attention_rewrite_changes_no_output(nano_export, monkeypat
     assert use_kernel_decoder_self_attention(engine.model) == 0  # already rewritten: nothing left
 
 
+def test_decoder_attention_rewrite_leaves_what_it_cannot_run():
+    kept = [
+        torch.nn.MultiheadAttention(32, 2),  # sequence first
+        torch.nn.MultiheadAttention(32, 2, batch_first=True, bias=False),
+        torch.nn.MultiheadAttention(32, 2, batch_first=True, add_bias_kv=True),
+        torch.nn.MultiheadAttention(32, 2, batch_first=True, add_zero_attn=True),
+        torch.nn.MultiheadAttention(32, 2, batch_first=True, kdim=16, vdim=16),
+        torch.nn.MultiheadAttention(24, 2, batch_first=True),  # head dim 12: no kernel tile
+    ]
+    assert use_kernel_decoder_self_attention(torch.nn.ModuleList(kept)) == 0
+    assert all(type(m) is torch.nn.MultiheadAttention for m in kept)
+
+
+def test_rewritten_attentions_train_as_torchs(nano_export):
+    engine = TorchEngine("nano", nano_export.weights, "cpu")
+    use_fused_qkv_projections(engine.model)
+    use_kernel_decoder_self_attention(engine.model)
+    backbone = next(m for m in engine.model.modules() if hasattr(m, "qkv_weight"))
+    decoder = next(m for m in engine.model.modules() if isinstance(m, torch.nn.MultiheadAttention))
+    tokens = torch.randn(2, 10, backbone.qkv_weight.shape[1])
+    queries = torch.randn(2, 10, decoder.embed_dim)
+    # In training both take their parent's forward, dropout included: with one seed, the same
+    # dropped values as the parent class on the same module (the inference path has no dropout).
+    backbone.train(), decoder.train()
+    backbone.attention_probs_dropout_prob = decoder.dropout = 0.5
+
+    def seeded(forward, *args, **kwargs):
+        torch.manual_seed(10)
+        return forward(*args, **kwargs)[0]
+
+    parent = type(backbone).__mro__[1].forward
+    torch.testing.assert_close(seeded(backbone, tokens), seeded(parent, backbone, tokens))
+    torch.testing.assert_close(
+        seeded(decoder, queries, queries, queries, need_weights=False),
+        seeded(torch.nn.MultiheadAttention.forward, decoder, queries, queries, queries, need_weights=False),
+    )
+
+
 @pytest.mark.parametrize(
     "call",
     [
         lambda mha, q, v: mha(q, q, v, attn_mask=torch.zeros(5, 5), need_weights=False),
-        lambda mha, q, v: mha(q, q, v, key_padding_mask=torch.zeros(2, 5, dtype=torch.bool), need_weights=False),
+        lambda mha, q, v: mha(
+            q, q, v, key_padding_mask=torch.zeros(2, 5, dtype=torch.bool), need_weights=False
+        ),
         lambda mha, q, v: mha(q, q, v),  # attention weights asked for
         lambda mha, q, v: mha(q, q.clone(), v, need_weights=False),  # the key is not the query
     ],
